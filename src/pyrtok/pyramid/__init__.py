@@ -1,0 +1,33 @@
+"""Laplacian and Gaussian pyramids: functional ops, modules and band energy."""
+
+from pyrtok.pyramid.borders import BORDER_NAMES
+from pyrtok.pyramid.energy import band_energy
+from pyrtok.pyramid.functional import (
+    auto_levels,
+    gaussian_pyramid,
+    laplacian_pyramid,
+    max_levels,
+    pyr_down,
+    pyr_up,
+    pyramid_sizes,
+    reconstruct,
+)
+from pyrtok.pyramid.kernels import KERNEL_NAMES, gaussian_taps
+from pyrtok.pyramid.modules import GaussianPyramid, LaplacianPyramid
+
+__all__ = [
+    "BORDER_NAMES",
+    "KERNEL_NAMES",
+    "GaussianPyramid",
+    "LaplacianPyramid",
+    "auto_levels",
+    "band_energy",
+    "gaussian_pyramid",
+    "gaussian_taps",
+    "laplacian_pyramid",
+    "max_levels",
+    "pyr_down",
+    "pyr_up",
+    "pyramid_sizes",
+    "reconstruct",
+]
