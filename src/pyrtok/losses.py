@@ -64,11 +64,10 @@ def _check_inputs(input: Tensor, target: Tensor, mask: Tensor | None, reduction:
     if mask is not None:
         if not isinstance(mask, Tensor):
             raise TypeError(f"mask: expected a tensor or None, got {type(mask).__name__}")
-        try:
-            broadcast = torch.broadcast_shapes(mask.shape, input.shape)
-        except RuntimeError:
-            broadcast = None
-        if broadcast != input.shape:
+        fits = mask.ndim <= input.ndim and all(
+            m in (1, n) for m, n in zip(reversed(mask.shape), reversed(input.shape), strict=False)
+        )
+        if not fits:
             raise ValueError(
                 f"mask: shape {tuple(mask.shape)} does not broadcast to input shape "
                 f"{tuple(input.shape)}"
@@ -173,12 +172,14 @@ def lap_loss(
         dims = tuple(range(first_dim, per_element.ndim))
         if masks is None:
             total = per_element.sum(dim=dims)
-            norm = None if reduction == "sum" else float(math.prod(per_element.shape[first_dim:]))
+            if reduction != "sum":
+                total = total / math.prod(per_element.shape[first_dim:])
         else:
             weight = masks[k].to(per_element.dtype)
             total = (per_element * weight).sum(dim=dims)
-            norm = None if reduction == "sum" else weight.sum(dim=dims).clamp(min=1e-12)
-        terms.append(total if norm is None else total / norm)
+            if reduction != "sum":
+                total = total / weight.sum(dim=dims).clamp(min=1e-12)
+        terms.append(total)
     stacked = torch.stack(terms, dim=-1)
     loss = (stacked * stacked.new_tensor(level_weights[:count])).sum(dim=-1)
     return (loss, stacked) if return_terms else loss

@@ -8,6 +8,7 @@ Half-precision inputs are filtered in float32 and returned in their own dtype.
 
 from __future__ import annotations
 
+import itertools
 import math
 from typing import Literal
 
@@ -221,7 +222,7 @@ def laplacian_pyramid(
     gaussians = gaussian_pyramid(x, levels, kernel, border)
     bands = [
         fine - pyr_up(coarse, (fine.shape[-2], fine.shape[-1]), kernel, border)
-        for fine, coarse in zip(gaussians[:-1], gaussians[1:])
+        for fine, coarse in itertools.pairwise(gaussians)
     ]
     return [*bands, gaussians[-1]]
 

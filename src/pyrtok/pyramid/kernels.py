@@ -10,15 +10,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import TypeAlias, Union
+from typing import TypeAlias
 
 import torch
 from torch import Tensor
 
-Taps: TypeAlias = Union[tuple[float, ...], Tensor]
+Taps: TypeAlias = tuple[float, ...] | Tensor
 """Resolved filter taps: Python floats (named kernels) or a 1-D floating tensor."""
 
-KernelLike: TypeAlias = Union[str, tuple[str, float], Sequence[float], Tensor]
+KernelLike: TypeAlias = str | tuple[str, float] | Sequence[float] | Tensor
 """What the pyramid functions accept as ``kernel``: ``"binom5"``, ``"gauss"``, ``("gauss", sigma)``,
 a sequence of floats, or a 1-D tensor (odd length; normalised to unit sum)."""
 

@@ -88,7 +88,7 @@ def expand_axis(x: Tensor, dim: int, size: int, taps: Taps, border: str) -> Tens
 
 
 def _extend_coarse(x: Tensor, dim: int, before: int, after: int, size: int, border: str) -> Tensor:
-    """Coarse samples ``-before .. n + after - 1`` along ``dim``, borders per :func:`expand_axis`."""
+    """Coarse samples ``-before .. n + after - 1`` along ``dim`` (borders: :func:`expand_axis`)."""
     if border != "reflect":
         return pad_axis(x, dim, before, after, border)
     coarse = x.shape[dim]
