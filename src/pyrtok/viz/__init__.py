@@ -1,0 +1,16 @@
+"""Viewing helpers: pyramid montages and PNG output.
+
+Example:
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> from pyrtok import laplacian_pyramid
+    >>> from pyrtok.data import load_sample
+    >>> montage = pyramid_montage(laplacian_pyramid(load_sample("chelsea"), levels=4))
+    >>> save_png(montage, Path(tempfile.mkdtemp()) / "montage.png").suffix
+    '.png'
+"""
+
+from pyrtok.viz.io import save_png
+from pyrtok.viz.montage import pyramid_montage
+
+__all__ = ["pyramid_montage", "save_png"]
