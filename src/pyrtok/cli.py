@@ -128,7 +128,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     Returns:
         The exit status: 0 on success, 2 for bad usage or bad input.
 
-    Example:
+    Examples:
         >>> main(["--version"])
         pyrtok 0.1.0
         0

@@ -141,14 +141,15 @@ def lap_loss(
             level ``k`` uses the mask's own Gaussian level ``k``. Masked-out pixels still
             influence the bands of nearby pixels through the filter's support.
         eps: Charbonnier's smoothing constant.
-        kernel, border: as in :func:`~pyrtok.pyr_down`.
+        kernel: as in :func:`~pyrtok.pyr_down`.
+        border: as in :func:`~pyrtok.pyr_down`.
         return_terms: also return the unweighted per-level terms, for logging.
 
     Returns:
         The loss: a scalar, or ``(B,)`` for ``reduction="none"``. With ``return_terms``, also the
         terms: ``(T,)`` or ``(B, T)``, ``T = levels`` (``levels - 1`` without the residual).
 
-    Example:
+    Examples:
         >>> pred, target = torch.rand(2, 3, 64, 64), torch.rand(2, 3, 64, 64)
         >>> loss, terms = lap_loss(pred, target, return_terms=True)
         >>> loss.shape, terms.shape
@@ -192,7 +193,7 @@ class LapLoss(nn.Module):
         ``input, target: (..., H, W)``, ``mask`` broadcastable to them -> scalar
         (``(B,)`` for ``reduction="none"``); with ``return_terms`` also the per-level terms.
 
-    Example:
+    Examples:
         >>> criterion = LapLoss(levels=4, distance="charbonnier")
         >>> pred = torch.rand(2, 3, 64, 64, requires_grad=True)
         >>> loss, terms = criterion(pred, torch.rand(2, 3, 64, 64), return_terms=True)

@@ -1,6 +1,6 @@
 """Embedded sample photos (CC0 / public domain, see ``ATTRIBUTION.md``) and an image loader.
 
-Example:
+Examples:
     >>> from pyrtok.data import list_samples, load_sample
     >>> [tuple(load_sample(name).shape) for name in list_samples()]
     [(3, 512, 512), (3, 512, 512), (3, 300, 451), (3, 341, 512), (3, 342, 512)]

@@ -25,7 +25,7 @@ SAMPLES: dict[str, str] = {
 def list_samples() -> list[str]:
     """Names accepted by :func:`load_sample`, sorted.
 
-    Example:
+    Examples:
         >>> list_samples()
         ['astronaut', 'camera', 'chelsea', 'coffee', 'rocket']
     """
@@ -43,7 +43,7 @@ def load_sample(name: str) -> Tensor:
     Returns:
         ``(3, H, W)`` float32 tensor with values in ``[0, 1]``; a new tensor on every call.
 
-    Example:
+    Examples:
         >>> image = load_sample("coffee")
         >>> image.shape, image.dtype
         (torch.Size([3, 341, 512]), torch.float32)
@@ -74,7 +74,7 @@ def load_image(path: str | os.PathLike[str]) -> Tensor:
         FileNotFoundError: ``path`` does not exist.
         ValueError: ``path`` is not a file, cannot be read, or is not a decodable image.
 
-    Example:
+    Examples:
         >>> import tempfile
         >>> from pyrtok.viz import save_png
         >>> path = save_png(torch.rand(40, 60), Path(tempfile.mkdtemp()) / "grey.png")

@@ -25,7 +25,7 @@ def border_index(position: Tensor, length: int, border: str) -> Tensor:
 
     ``constant`` is not an index mapping (it pads zeros) and is handled by :func:`pad_axis`.
 
-    Example:
+    Examples:
         >>> border_index(torch.arange(-3, 6), 4, "reflect")
         tensor([3, 2, 1, 0, 1, 2, 3, 2, 1])
     """
@@ -48,7 +48,7 @@ def pad_axis(x: Tensor, dim: int, before: int, after: int, border: str) -> Tenso
     Shapes:
         x: ``(..., n, ...)`` -> ``(..., before + n + after, ...)``
 
-    Example:
+    Examples:
         >>> pad_axis(torch.arange(3.0), -1, 2, 2, "reflect")
         tensor([2., 1., 0., 1., 2., 1., 0.])
     """

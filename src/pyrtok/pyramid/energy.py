@@ -49,7 +49,7 @@ def band_energy(
         ``(..., L, ceil(H / patch_size), ceil(W / patch_size))`` float32 tensor (float64 for
         float64 input), one map per level.
 
-    Example:
+    Examples:
         >>> from pyrtok import laplacian_pyramid
         >>> x = torch.rand(2, 3, 64, 48)
         >>> energy = band_energy(laplacian_pyramid(x, levels=4), patch_size=16)

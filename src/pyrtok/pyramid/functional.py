@@ -45,7 +45,7 @@ def check_image(x: Tensor, name: str = "x") -> None:
 def pyramid_sizes(height: int, width: int, levels: int) -> list[tuple[int, int]]:
     """Spatial size of each of ``levels`` pyramid levels (each side ``ceil``-halved).
 
-    Example:
+    Examples:
         >>> pyramid_sizes(5, 8, 3)
         [(5, 8), (3, 4), (2, 2)]
     """
@@ -59,7 +59,7 @@ def pyramid_sizes(height: int, width: int, levels: int) -> list[tuple[int, int]]
 def max_levels(height: int, width: int) -> int:
     """Largest level count: the coarsest level is 1x1 (more would repeat it).
 
-    Example:
+    Examples:
         >>> max_levels(512, 512), max_levels(1, 1), max_levels(5, 3)
         (10, 1, 4)
     """
@@ -69,7 +69,7 @@ def max_levels(height: int, width: int) -> int:
 def auto_levels(height: int, width: int, kernel: KernelLike = "binom5") -> int:
     """Level count for ``levels="auto"``: stop before a side would be smaller than the kernel.
 
-    Example:
+    Examples:
         >>> auto_levels(512, 512), auto_levels(4, 4)
         (7, 1)
     """
@@ -122,7 +122,7 @@ def pyr_down(x: Tensor, kernel: KernelLike = "binom5", border: str = "reflect") 
     Returns:
         ``(..., ceil(H / 2), ceil(W / 2))``, dtype of ``x``.
 
-    Example:
+    Examples:
         >>> x = torch.rand(2, 3, 37, 50)
         >>> pyr_down(x).shape
         torch.Size([2, 3, 19, 25])
@@ -152,7 +152,7 @@ def pyr_up(
     Returns:
         ``(..., H, W)``, dtype of ``x``.
 
-    Example:
+    Examples:
         >>> x = torch.rand(2, 3, 19, 25)
         >>> pyr_up(x, (37, 50)).shape
         torch.Size([2, 3, 37, 50])
@@ -177,12 +177,13 @@ def gaussian_pyramid(
     Args:
         x: ``(..., H, W)`` floating tensor.
         levels: number of levels returned (``x`` included), or ``"auto"``.
-        kernel, border: as in :func:`pyr_down`.
+        kernel: as in :func:`pyr_down`.
+        border: as in :func:`pyr_down`.
 
     Returns:
         ``levels`` tensors; level ``k`` has shape ``(..., ceil(H / 2**k), ceil(W / 2**k))``.
 
-    Example:
+    Examples:
         >>> [tuple(g.shape) for g in gaussian_pyramid(torch.rand(3, 64, 48), levels=3)]
         [(3, 64, 48), (3, 32, 24), (3, 16, 12)]
     """
@@ -206,12 +207,13 @@ def laplacian_pyramid(
     Args:
         x: ``(..., H, W)`` floating tensor.
         levels: number of entries returned (bands + residual), or ``"auto"``.
-        kernel, border: as in :func:`pyr_down`.
+        kernel: as in :func:`pyr_down`.
+        border: as in :func:`pyr_down`.
 
     Returns:
         ``levels`` tensors with the shapes of :func:`gaussian_pyramid`.
 
-    Example:
+    Examples:
         >>> x = torch.rand(2, 3, 37, 50, dtype=torch.float64)
         >>> bands = laplacian_pyramid(x, levels=4)
         >>> [tuple(b.shape[-2:]) for b in bands]
@@ -266,12 +268,13 @@ def reconstruct(
 
     Args:
         pyramid: ``[L0, ..., G_{L-1}]`` as returned by :func:`laplacian_pyramid`.
-        kernel, border: as in :func:`pyr_down`.
+        kernel: as in :func:`pyr_down`.
+        border: as in :func:`pyr_down`.
 
     Returns:
         ``(..., H, W)`` tensor, the shape of ``pyramid[0]``.
 
-    Example:
+    Examples:
         >>> x = torch.rand(4, 33, 21)
         >>> bool(torch.allclose(reconstruct(laplacian_pyramid(x, levels=3)), x, atol=1e-6))
         True

@@ -35,7 +35,7 @@ def gaussian_taps(sigma: float, radius: int | None = None) -> tuple[float, ...]:
     Returns:
         ``2 * radius + 1`` floats summing to 1.
 
-    Example:
+    Examples:
         >>> taps = gaussian_taps(1.0)
         >>> len(taps), round(sum(taps), 12)
         (7, 1.0)
@@ -53,7 +53,7 @@ def gaussian_taps(sigma: float, radius: int | None = None) -> tuple[float, ...]:
 def resolve_kernel(kernel: KernelLike) -> Taps:
     """Turn any accepted ``kernel`` argument into taps, validating it.
 
-    Example:
+    Examples:
         >>> resolve_kernel("binom5")
         (0.0625, 0.25, 0.375, 0.25, 0.0625)
     """
@@ -86,7 +86,7 @@ def resolve_kernel(kernel: KernelLike) -> Taps:
 def taps_as_tensor(kernel: KernelLike) -> Tensor:
     """Taps as a float64 tensor, for registering as a module buffer.
 
-    Example:
+    Examples:
         >>> taps_as_tensor("binom5") * 16
         tensor([1., 4., 6., 4., 1.], dtype=torch.float64)
     """

@@ -31,7 +31,7 @@ def reduce_axis(x: Tensor, dim: int, taps: Taps, border: str) -> Tensor:
     Shapes:
         x: ``(..., n, ...)`` -> ``(..., ceil(n / 2), ...)``
 
-    Example:
+    Examples:
         >>> import torch
         >>> reduce_axis(torch.ones(2, 5), -1, (0.25, 0.5, 0.25), "reflect")
         tensor([[1., 1., 1.],
@@ -58,7 +58,7 @@ def expand_axis(x: Tensor, dim: int, size: int, taps: Taps, border: str) -> Tens
     Shapes:
         x: ``(..., ceil(size / 2), ...)`` -> ``(..., size, ...)``
 
-    Example:
+    Examples:
         >>> import torch
         >>> expand_axis(torch.tensor([0.0, 8.0]), 0, 4, (0.25, 0.5, 0.25), "reflect")
         tensor([0., 4., 8., 8.])

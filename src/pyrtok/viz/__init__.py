@@ -1,6 +1,6 @@
 """Viewing helpers: pyramid montages and PNG output.
 
-Example:
+Examples:
     >>> import tempfile
     >>> from pathlib import Path
     >>> from pyrtok import laplacian_pyramid

@@ -26,7 +26,7 @@ def save_png(image: Tensor, path: str | os.PathLike[str]) -> Path:
     Returns:
         ``path`` as a :class:`~pathlib.Path`.
 
-    Example:
+    Examples:
         >>> import tempfile
         >>> path = save_png(torch.rand(3, 32, 48), Path(tempfile.mkdtemp()) / "sub" / "x.png")
         >>> path.stat().st_size > 0

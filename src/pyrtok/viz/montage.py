@@ -50,7 +50,7 @@ def pyramid_montage(
         device, where ``h`` is the column's height (levels 1.. plus separators) and ``W_1`` the
         width of level 1; just ``(3, H, W)`` for a one-level pyramid.
 
-    Example:
+    Examples:
         >>> from pyrtok import laplacian_pyramid
         >>> pyramid = laplacian_pyramid(torch.rand(3, 64, 96), levels=4)
         >>> pyramid_montage(pyramid).shape
