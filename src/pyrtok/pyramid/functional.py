@@ -128,6 +128,7 @@ def pyr_down(x: Tensor, kernel: KernelLike = "binom5", border: str = "reflect") 
         torch.Size([2, 3, 19, 25])
     """
     work, taps = _prepare(x, kernel, border)
+    # H first: the strided last axis is then reduced on the half-size image.
     out = reduce_axis(reduce_axis(work, -2, taps, border), -1, taps, border)
     return out.to(x.dtype)
 
@@ -165,7 +166,8 @@ def pyr_up(
             f"size: {(height, width)} cannot come from a {h}x{w} level; expected H in "
             f"{{{2 * h - 1}, {2 * h}}} and W in {{{2 * w - 1}, {2 * w}}}"
         )
-    out = expand_axis(expand_axis(work, -2, height, taps, border), -1, width, taps, border)
+    # W first: the strided last axis is then expanded on the half-size image.
+    out = expand_axis(expand_axis(work, -1, width, taps, border), -2, height, taps, border)
     return out.to(x.dtype)
 
 
