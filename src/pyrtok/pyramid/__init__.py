@@ -1,7 +1,7 @@
 """Laplacian and Gaussian pyramids: functional ops, modules and band energy."""
 
 from pyrtok.pyramid.borders import BORDER_NAMES
-from pyrtok.pyramid.energy import band_energy
+from pyrtok.pyramid.energy import band_energy, laplacian_energy
 from pyrtok.pyramid.functional import (
     auto_levels,
     gaussian_pyramid,
@@ -24,6 +24,7 @@ __all__ = [
     "band_energy",
     "gaussian_pyramid",
     "gaussian_taps",
+    "laplacian_energy",
     "laplacian_pyramid",
     "max_levels",
     "pyr_down",

@@ -5,7 +5,14 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from pyrtok.pyramid.functional import check_pyramid
+from pyrtok.pyramid.functional import (
+    Levels,
+    check_pyramid,
+    laplacian_pyramid,
+    resolve_levels,
+)
+from pyrtok.pyramid.kernels import KernelLike
+from pyrtok.pyramid.triton.dispatch import fused_taps, triton_laplacian_energy
 
 
 def _overlap_matrix(
@@ -57,12 +64,76 @@ def band_energy(
         torch.Size([2, 4, 4, 3])
     """
     check_pyramid(pyramid)
-    if pyramid[0].ndim < 3:
+    height, width = _check_patch_size(pyramid[0], patch_size, "pyramid")
+    maps = [_level_energy(level, k, patch_size, height, width) for k, level in enumerate(pyramid)]
+    energy = torch.stack(maps, dim=-3)
+    if check_finite:
+        _check_finite(energy)
+    return energy
+
+
+def laplacian_energy(
+    x: Tensor,
+    patch_size: int,
+    levels: Levels = "auto",
+    kernel: KernelLike = "binom5",
+    border: str = "reflect",
+    check_finite: bool = True,
+) -> tuple[list[Tensor], Tensor]:
+    """Laplacian pyramid of ``x`` and its band energy, computed together.
+
+    Equal to ``pyramid = laplacian_pyramid(x, levels, kernel, border)`` followed by
+    ``band_energy(pyramid, patch_size)``. On a CUDA tensor with the fused kernels available,
+    the energies are summed inside the build kernels while the bands are written (no second
+    pass over the bands) for every level ``k`` with ``patch_size % 2**k == 0``; the other
+    levels' energies are computed from their bands as in :func:`band_energy`.
+
+    Args:
+        x: ``(..., C, H, W)`` floating tensor.
+        patch_size: patch side in level-0 pixels, as in :func:`band_energy`.
+        levels: as in :func:`~pyrtok.laplacian_pyramid`.
+        kernel: as in :func:`~pyrtok.pyr_down`.
+        border: as in :func:`~pyrtok.pyr_down`.
+        check_finite: as in :func:`band_energy`.
+
+    Returns:
+        The pyramid (as :func:`~pyrtok.laplacian_pyramid`) and its
+        ``(..., L, ceil(H / patch_size), ceil(W / patch_size))`` energy (as :func:`band_energy`).
+
+    Examples:
+        >>> x = torch.rand(2, 3, 64, 48)
+        >>> pyramid, energy = laplacian_energy(x, patch_size=16, levels=4)
+        >>> len(pyramid), energy.shape
+        (4, torch.Size([2, 4, 4, 3]))
+    """
+    fused = fused_taps(x, kernel, border)
+    if fused is None or resolve_levels(x, levels, kernel) == 1:
+        pyramid = laplacian_pyramid(x, levels, kernel, border)
+        return pyramid, band_energy(pyramid, patch_size, check_finite)
+    height, width = _check_patch_size(x, patch_size, "x")
+    pyramid, fused_energy = triton_laplacian_energy(
+        x, resolve_levels(x, levels, kernel), fused, patch_size
+    )
+    maps = [
+        fused_energy[..., k, :, :]
+        if patch_size % 2**k == 0
+        else _level_energy(level, k, patch_size, height, width)
+        for k, level in enumerate(pyramid)
+    ]
+    energy = torch.stack(maps, dim=-3)
+    if check_finite:
+        _check_finite(energy)
+    return pyramid, energy
+
+
+def _check_patch_size(first: Tensor, patch_size: int, name: str) -> tuple[int, int]:
+    """Validate the channel dim of ``first`` (``(..., C, H, W)``) and ``patch_size``; ``(H, W)``."""
+    if first.ndim < 3:
         raise ValueError(
-            f"pyramid: levels need a channel dim, shape (..., C, H, W); got shape "
-            f"{tuple(pyramid[0].shape)}"
+            f"{name}: levels need a channel dim, shape (..., C, H, W); got shape "
+            f"{tuple(first.shape)}"
         )
-    height, width = pyramid[0].shape[-2], pyramid[0].shape[-1]
+    height, width = first.shape[-2], first.shape[-1]
     if isinstance(patch_size, bool) or not isinstance(patch_size, int):
         raise TypeError(f"patch_size: expected an int, got {patch_size!r}")
     if not 1 <= patch_size <= max(height, width):
@@ -70,23 +141,26 @@ def band_energy(
             f"patch_size: must be between 1 and the image's larger side {max(height, width)} "
             f"(image {height}x{width}), got {patch_size}"
         )
+    return height, width
+
+
+def _level_energy(level: Tensor, k: int, patch_size: int, height: int, width: int) -> Tensor:
+    """``(..., PH, PW)`` energy of pyramid level ``k`` (``(..., C, H_k, W_k)``) per patch."""
     rows, cols = -(-height // patch_size), -(-width // patch_size)
-    accumulate = torch.float64 if pyramid[0].dtype == torch.float64 else torch.float32
-    maps = []
-    for k, level in enumerate(pyramid):
-        squared = level.to(accumulate).square().sum(dim=-3)
-        device = level.device
-        row_share = _overlap_matrix(rows, patch_size, level.shape[-2], 2**k, height, device)
-        col_share = _overlap_matrix(cols, patch_size, level.shape[-1], 2**k, width, device)
-        maps.append(
-            torch.einsum(
-                "ph,...hw,qw->...pq", row_share.to(accumulate), squared, col_share.to(accumulate)
-            )
-        )
-    energy = torch.stack(maps, dim=-3)
-    if check_finite and not torch.compiler.is_compiling() and not bool(energy.isfinite().all()):
+    accumulate = torch.float64 if level.dtype == torch.float64 else torch.float32
+    squared = level.to(accumulate).square().sum(dim=-3)
+    device = level.device
+    row_share = _overlap_matrix(rows, patch_size, level.shape[-2], 2**k, height, device)
+    col_share = _overlap_matrix(cols, patch_size, level.shape[-1], 2**k, width, device)
+    return torch.einsum(
+        "ph,...hw,qw->...pq", row_share.to(accumulate), squared, col_share.to(accumulate)
+    )
+
+
+def _check_finite(energy: Tensor) -> None:
+    """Raise if an energy is NaN or Inf (skipped while compiling: it needs a host sync)."""
+    if not torch.compiler.is_compiling() and not bool(energy.isfinite().all()):
         raise ValueError(
             "pyramid: band energy is NaN or Inf; the input image has NaN/Inf values or values "
             "too large to square in float32"
         )
-    return energy

@@ -18,6 +18,13 @@ from torch import Tensor
 from pyrtok.pyramid.borders import check_border
 from pyrtok.pyramid.kernels import KernelLike, Taps, kernel_length, resolve_kernel
 from pyrtok.pyramid.separable import expand_axis, reduce_axis
+from pyrtok.pyramid.triton.dispatch import (
+    fused_taps,
+    triton_laplacian_pyramid,
+    triton_pyr_down,
+    triton_pyr_up,
+    triton_reconstruct,
+)
 
 Levels = int | Literal["auto"]
 
@@ -127,6 +134,9 @@ def pyr_down(x: Tensor, kernel: KernelLike = "binom5", border: str = "reflect") 
         >>> pyr_down(x).shape
         torch.Size([2, 3, 19, 25])
     """
+    fused = fused_taps(x, kernel, border)
+    if fused is not None:
+        return triton_pyr_down(x, fused)
     work, taps = _prepare(x, kernel, border)
     # H first: the strided last axis is then reduced on the half-size image.
     out = reduce_axis(reduce_axis(work, -2, taps, border), -1, taps, border)
@@ -158,7 +168,7 @@ def pyr_up(
         >>> pyr_up(x, (37, 50)).shape
         torch.Size([2, 3, 37, 50])
     """
-    work, taps = _prepare(x, kernel, border)
+    check_image(x)
     h, w = x.shape[-2], x.shape[-1]
     height, width = (2 * h, 2 * w) if size is None else (int(size[0]), int(size[1]))
     if (height + 1) // 2 != h or (width + 1) // 2 != w:
@@ -166,9 +176,27 @@ def pyr_up(
             f"size: {(height, width)} cannot come from a {h}x{w} level; expected H in "
             f"{{{2 * h - 1}, {2 * h}}} and W in {{{2 * w - 1}, {2 * w}}}"
         )
+    fused = fused_taps(x, kernel, border)
+    if fused is not None:
+        return triton_pyr_up(x, (height, width), fused)
+    return _expand(x, (height, width), kernel, border)
+
+
+def _expand(
+    x: Tensor,
+    size: tuple[int, int],
+    kernel: KernelLike,
+    border: str,
+    base: Tensor | None = None,
+    scale: float = 1.0,
+) -> Tensor:
+    """``pyr_up(x, size)``, or ``base + scale * pyr_up(x, size)`` in the same passes."""
+    work, taps = _prepare(x, kernel, border)
+    if base is not None and base.dtype in (torch.float16, torch.bfloat16):
+        base = base.float()
     # W first: the strided last axis is then expanded on the half-size image.
-    out = expand_axis(expand_axis(work, -1, width, taps, border), -2, height, taps, border)
-    return out.to(x.dtype)
+    rows = expand_axis(work, -1, size[1], taps, border)
+    return expand_axis(rows, -2, size[0], taps, border, base, scale).to(x.dtype)
 
 
 def gaussian_pyramid(
@@ -223,9 +251,12 @@ def laplacian_pyramid(
         >>> bool((reconstruct(bands) - x).abs().max() < 1e-12)
         True
     """
+    fused = fused_taps(x, kernel, border)
+    if fused is not None:
+        return triton_laplacian_pyramid(x, resolve_levels(x, levels, kernel), fused)
     gaussians = gaussian_pyramid(x, levels, kernel, border)
     bands = [
-        fine - pyr_up(coarse, (fine.shape[-2], fine.shape[-1]), kernel, border)
+        _expand(coarse, (fine.shape[-2], fine.shape[-1]), kernel, border, base=fine, scale=-1.0)
         for fine, coarse in itertools.pairwise(gaussians)
     ]
     return [*bands, gaussians[-1]]
@@ -282,7 +313,10 @@ def reconstruct(
         True
     """
     check_pyramid(pyramid)
+    fused = fused_taps(pyramid[0], kernel, border)
+    if fused is not None:
+        return triton_reconstruct(pyramid, fused)
     image = pyramid[-1]
     for band in reversed(pyramid[:-1]):
-        image = band + pyr_up(image, (band.shape[-2], band.shape[-1]), kernel, border)
+        image = _expand(image, (band.shape[-2], band.shape[-1]), kernel, border, base=band)
     return image

@@ -1,0 +1,191 @@
+"""Decide per call between the fused Triton kernels and the pure-torch path, and run the kernels.
+
+The fused path is taken when all of these hold (otherwise the torch path runs, unchanged):
+
+- ``x`` is a CUDA tensor (or a CPU tensor while ``TRITON_INTERPRET=1``, which is how the kernels
+  are tested without a GPU), of dtype float32, bfloat16 or float16;
+- ``border == "reflect"`` and the kernel is symmetric with 1, 3 or 5 taps (``"binom5"``, the
+  default, or e.g. ``[1, 2, 1]``);
+- Triton imports, the code is not being traced by ``torch.compile`` (which compiles the torch
+  path itself), and ``PYRTOK_DISABLE_TRITON`` is not ``"1"``.
+
+Nothing in this module imports Triton until a kernel actually runs.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import os
+import weakref
+
+import torch
+from torch import Tensor
+
+from pyrtok.pyramid.kernels import KernelLike, resolve_kernel
+
+DISABLE_ENV = "PYRTOK_DISABLE_TRITON"
+"""Set this environment variable to ``"1"`` to force the pure-torch path everywhere."""
+
+SymTaps = tuple[float, float, float]
+"""Symmetric taps ``(W0, W1, W2)`` of the 5-tap kernel ``W0, W1, W2, W1, W0``."""
+
+_FUSED_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
+
+
+@functools.cache
+def triton_available() -> bool:
+    """Whether Triton can be imported (it ships with CUDA builds of PyTorch on Linux)."""
+    try:
+        import triton  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def interpreting() -> bool:
+    """Whether Triton runs kernels in its CPU interpreter (``TRITON_INTERPRET=1``)."""
+    return os.environ.get("TRITON_INTERPRET", "0").lower() in ("1", "true", "yes", "on")
+
+
+def fused_taps(x: object, kernel: KernelLike, border: str) -> SymTaps | None:
+    """Taps ``(W0, W1, W2)`` for the fused kernels if this call can use them, else ``None``.
+
+    Never raises for an input the torch path would reject: it returns ``None`` and lets the
+    torch path raise its own error (an invalid ``kernel`` raises the same error either way).
+
+    Examples:
+        >>> fused_taps(torch.rand(3, 8, 8), "binom5", "reflect") is None  # CPU tensor
+        True
+    """
+    if torch.compiler.is_compiling():
+        return None
+    if not isinstance(x, Tensor) or x.dtype not in _FUSED_DTYPES or x.ndim < 2:
+        return None
+    if x.shape[-1] < 1 or x.shape[-2] < 1 or border != "reflect":
+        return None
+    if os.environ.get(DISABLE_ENV, "0") == "1":
+        return None
+    if not (x.is_cuda or (x.device.type == "cpu" and interpreting())):
+        return None
+    if not triton_available():
+        return None
+    return symmetric_taps(kernel)
+
+
+def symmetric_taps(kernel: KernelLike) -> SymTaps | None:
+    """``(W0, W1, W2)`` of a symmetric 1-, 3- or 5-tap kernel (zero-padded to 5), else ``None``.
+
+    Examples:
+        >>> symmetric_taps("binom5")
+        (0.0625, 0.25, 0.375)
+        >>> symmetric_taps([1, 2, 1])
+        (0.0, 0.25, 0.5)
+        >>> symmetric_taps("gauss") is None  # 7 taps
+        True
+    """
+    if isinstance(kernel, Tensor):
+        if kernel.ndim != 1 or not kernel.is_floating_point() or kernel.shape[0] % 2 == 0:
+            return None
+        raw = _host_values(kernel)
+        total = sum(raw)
+        if not math.isfinite(total) or total == 0:
+            return None
+        taps = tuple(v / total for v in raw)
+    else:
+        resolved = resolve_kernel(kernel)
+        assert not isinstance(resolved, Tensor)
+        taps = resolved
+    if len(taps) > 5 or any(a != b for a, b in zip(taps, reversed(taps), strict=True)):
+        return None
+    if not all(math.isfinite(v) for v in taps):
+        return None
+    pad = (5 - len(taps)) // 2
+    full = (0.0,) * pad + tuple(taps) + (0.0,) * pad
+    return (full[0], full[1], full[2])
+
+
+_host_cache: dict[int, tuple[weakref.ref[Tensor], int, tuple[float, ...]]] = {}
+
+
+def _host_values(taps: Tensor) -> tuple[float, ...]:
+    """Values of a taps tensor on the host: one device-to-host copy per tensor and version.
+
+    A module keeps its taps in a buffer on the GPU; reading it on every call would synchronise
+    the host with the device each time, so the values are remembered until the tensor changes
+    (in-place edits bump its version) or is freed.
+    """
+    if taps.device.type == "cpu":
+        return tuple(float(v) for v in taps.tolist())
+    key = id(taps)
+    hit = _host_cache.get(key)
+    if hit is not None and hit[0]() is taps and hit[1] == taps._version:
+        return hit[2]
+    values = tuple(float(v) for v in taps.tolist())
+    _host_cache[key] = (
+        weakref.ref(taps, lambda _, key=key: _host_cache.pop(key, None)),  # type: ignore[misc]
+        taps._version,
+        values,
+    )
+    return values
+
+
+def _planes(x: Tensor) -> Tensor:
+    """``(..., H, W)`` -> contiguous ``(Z, H, W)``."""
+    return x.reshape(-1, x.shape[-2], x.shape[-1]).contiguous()
+
+
+def _unplanes(levels: tuple[Tensor, ...] | list[Tensor], lead: torch.Size) -> list[Tensor]:
+    return [level.reshape(*lead, level.shape[-2], level.shape[-1]) for level in levels]
+
+
+def triton_pyr_down(x: Tensor, taps: SymTaps) -> Tensor:
+    """Fused :func:`~pyrtok.pyr_down`: ``(..., H, W)`` -> ``(..., ceil(H/2), ceil(W/2))``."""
+    from pyrtok.pyramid.triton.autograd import PyrDown
+
+    out: Tensor = PyrDown.apply(_planes(x), taps)
+    return _unplanes([out], x.shape[:-2])[0]
+
+
+def triton_pyr_up(x: Tensor, size: tuple[int, int], taps: SymTaps) -> Tensor:
+    """Fused :func:`~pyrtok.pyr_up`: ``(..., h, w)`` -> ``(..., *size)`` (size already checked)."""
+    from pyrtok.pyramid.triton.autograd import PyrUp
+
+    out: Tensor = PyrUp.apply(_planes(x), (int(size[0]), int(size[1])), taps)
+    return _unplanes([out], x.shape[:-2])[0]
+
+
+def triton_laplacian_pyramid(x: Tensor, count: int, taps: SymTaps) -> list[Tensor]:
+    """Fused :func:`~pyrtok.laplacian_pyramid` with ``count`` levels (already validated)."""
+    if count == 1:
+        return [x]
+    from pyrtok.pyramid.triton.autograd import LaplacianBuild
+
+    levels = LaplacianBuild.apply(_planes(x), count, taps, None)
+    return _unplanes(levels, x.shape[:-2])
+
+
+def triton_laplacian_energy(
+    x: Tensor, count: int, taps: SymTaps, patch_size: int
+) -> tuple[list[Tensor], Tensor]:
+    """Fused build of ``count >= 2`` levels of ``x`` ``(..., C, H, W)`` plus band energy.
+
+    Returns the pyramid and ``(..., count, PH, PW)`` float32 energies, accumulated inside the
+    build kernels for the levels ``k`` with ``patch_size % 2**k == 0``; the other levels' maps
+    are zero here and the caller fills them.
+    """
+    from pyrtok.pyramid.triton.autograd import EnergyRequest, LaplacianBuild
+
+    request = EnergyRequest(channels=x.shape[-3], patch=patch_size)
+    *levels, energy = LaplacianBuild.apply(_planes(x), count, taps, request)
+    return _unplanes(levels, x.shape[:-2]), energy.reshape(*x.shape[:-3], *energy.shape[1:])
+
+
+def triton_reconstruct(pyramid: list[Tensor] | tuple[Tensor, ...], taps: SymTaps) -> Tensor:
+    """Fused :func:`~pyrtok.reconstruct` of a checked pyramid."""
+    if len(pyramid) == 1:
+        return pyramid[0]
+    from pyrtok.pyramid.triton.autograd import Reconstruct
+
+    out: Tensor = Reconstruct.apply(taps, *(_planes(level) for level in pyramid))
+    return _unplanes([out], pyramid[0].shape[:-2])[0]
