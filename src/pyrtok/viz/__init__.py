@@ -12,5 +12,13 @@ Examples:
 
 from pyrtok.viz.io import save_png
 from pyrtok.viz.montage import pyramid_montage
+from pyrtok.viz.overlay import LEVEL_COLOURS, allocation_figure, allocation_overlay, side_by_side
 
-__all__ = ["pyramid_montage", "save_png"]
+__all__ = [
+    "LEVEL_COLOURS",
+    "allocation_figure",
+    "allocation_overlay",
+    "pyramid_montage",
+    "save_png",
+    "side_by_side",
+]

@@ -1,0 +1,159 @@
+"""The :class:`Allocation` result and its construction from split maps."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import torch
+from torch import Tensor
+
+from pyrtok.allocation.quadtree import QuadtreeGeometry, children, sum_pool
+
+
+@dataclass(frozen=True, eq=False)
+class Allocation:
+    """Leaves of one quadtree per image: where each token is and which pyramid level it reads.
+
+    Leaves are ordered cell by cell (raster order), and depth first (Z order) inside a cell.
+    Boxes are in pixels of the image; cells on the bottom/right edge may reach into the
+    reflect padding (see :class:`~pyrtok.allocation.quadtree.QuadtreeGeometry`).
+
+    Attributes:
+        boxes: ``(B, N, 3)`` int64 ``(y, x, size)`` of each leaf's top-left corner and side.
+        levels: ``(B, N)`` int64 Gaussian pyramid level ``k`` of each leaf
+            (``size == min_patch * 2**k``).
+        lengths: ``(B,)`` int64 number of leaves per image.
+        mask: ``(B, N)`` bool, True for the first ``lengths[b]`` entries (padding is False).
+        cell_counts: ``(B, cell_rows, cell_cols)`` int64 tokens per cell.
+        image_size: ``(H, W)`` of the images the allocation was made for.
+        min_patch, max_patch: the quadtree patch sizes.
+
+    Example:
+        >>> from pyrtok.allocation import allocate
+        >>> a = allocate(torch.rand(2, 3, 128, 128), budget=10, min_patch=16, max_patch=64)
+        >>> a.boxes.shape, a.lengths.tolist(), a.cell_counts.sum(dim=(1, 2)).tolist()
+        (torch.Size([2, 10, 3]), [10, 10], [10, 10])
+        >>> a[1].boxes.shape
+        torch.Size([1, 10, 3])
+    """
+
+    boxes: Tensor
+    levels: Tensor
+    lengths: Tensor
+    mask: Tensor
+    cell_counts: Tensor
+    image_size: tuple[int, int]
+    min_patch: int
+    max_patch: int
+
+    @property
+    def geometry(self) -> QuadtreeGeometry:
+        return QuadtreeGeometry.create(*self.image_size, self.min_patch, self.max_patch)
+
+    @property
+    def batch_size(self) -> int:
+        return int(self.boxes.shape[0])
+
+    @property
+    def device(self) -> torch.device:
+        return self.boxes.device
+
+    def __len__(self) -> int:
+        return self.batch_size
+
+    def __getitem__(self, index: int | slice | Tensor) -> Allocation:
+        """The allocation of some images; an int keeps the batch dim (size 1)."""
+        if isinstance(index, int):
+            if not -self.batch_size <= index < self.batch_size:
+                raise IndexError(
+                    f"index: {index} is out of range for an allocation of {self.batch_size} images"
+                )
+            index = slice(index, index + 1 if index != -1 else None)
+        return replace(
+            self,
+            boxes=self.boxes[index],
+            levels=self.levels[index],
+            lengths=self.lengths[index],
+            mask=self.mask[index],
+            cell_counts=self.cell_counts[index],
+        )
+
+    def to(self, device: torch.device | str) -> Allocation:
+        """A copy with every tensor on ``device``."""
+        return replace(
+            self,
+            boxes=self.boxes.to(device),
+            levels=self.levels.to(device),
+            lengths=self.lengths.to(device),
+            mask=self.mask.to(device),
+            cell_counts=self.cell_counts.to(device),
+        )
+
+    def level_counts(self) -> Tensor:
+        """``(B, depth + 1)`` int64: tokens per pyramid level (column ``k`` = size
+        ``min_patch * 2**k``)."""
+        depth = self.geometry.depth
+        onehot = torch.nn.functional.one_hot(self.levels.clamp(min=0), depth + 1)
+        return (onehot * self.mask[..., None]).sum(dim=1)
+
+
+def _morton(row: Tensor, col: Tensor, bits: int) -> Tensor:
+    code = torch.zeros_like(row)
+    for bit in range(bits):
+        code |= ((row >> bit) & 1) << (2 * bit + 1)
+        code |= ((col >> bit) & 1) << (2 * bit)
+    return code
+
+
+def _node_table(geometry: QuadtreeGeometry, device: torch.device) -> tuple[Tensor, Tensor]:
+    """Every node of depth 0..depth, depth-major then raster: ``(n, 4)`` ``(y, x, size, level)``
+    and ``(n,)`` leaf order keys (cell raster index, then Z order of its first finest node)."""
+    depth = geometry.depth
+    rows_of, keys = [], []
+    for d in range(depth + 1):
+        rows, cols = geometry.grid(d)
+        size = geometry.node_size(d)
+        r = torch.arange(rows, device=device)[:, None].expand(rows, cols).flatten()
+        c = torch.arange(cols, device=device)[None, :].expand(rows, cols).flatten()
+        cell = (r >> d) * geometry.cell_cols + (c >> d)
+        local = _morton(r & ((1 << d) - 1), c & ((1 << d) - 1), d)
+        keys.append(cell * 4**depth + (local << (2 * (depth - d))))
+        level = torch.full_like(r, depth - d)
+        rows_of.append(torch.stack([r * size, c * size, torch.full_like(r, size), level], dim=1))
+    return torch.cat(rows_of), torch.cat(keys)
+
+
+def allocation_from_splits(
+    splits: list[Tensor], geometry: QuadtreeGeometry, batch: int, device: torch.device
+) -> Allocation:
+    """Turn split maps (``depth`` bool tensors ``(B, rows_d, cols_d)``) into leaves.
+
+    A node is a leaf if it exists (it is a cell, or its parent is split) and is not split.
+    """
+    exists = torch.ones((batch, *geometry.grid(0)), dtype=torch.bool, device=device)
+    leaf_maps = []
+    cell_counts = torch.zeros((batch, *geometry.grid(0)), dtype=torch.long, device=device)
+    for d in range(geometry.depth + 1):
+        split = splits[d] if d < geometry.depth else torch.zeros_like(exists)
+        leaf = exists & ~split
+        leaf_maps.append(leaf.flatten(1))
+        cell_counts += sum_pool(leaf.long(), 1 << d)
+        exists = children(split)
+    leaf = torch.cat(leaf_maps, dim=1)
+    table, keys = _node_table(geometry, device)
+    lengths = leaf.sum(dim=1)
+    count = int(lengths.max())
+    never = torch.iinfo(torch.long).max
+    order = torch.sort(torch.where(leaf, keys, never), dim=1).indices[:, :count]
+    nodes = table[order]
+    mask = torch.arange(count, device=device)[None, :] < lengths[:, None]
+    return Allocation(
+        boxes=torch.where(mask[..., None], nodes[..., :3], 0),
+        levels=torch.where(mask, nodes[..., 3], 0),
+        lengths=lengths,
+        mask=mask,
+        cell_counts=cell_counts,
+        image_size=(geometry.height, geometry.width),
+        min_patch=geometry.min_patch,
+        max_patch=geometry.max_patch,
+    )

@@ -1,0 +1,262 @@
+"""Quadtree geometry: cells, node grids, budget arithmetic, padding and the input checks.
+
+The image is tiled into cells of ``max_patch`` px. A node at depth ``d`` (cells are depth 0) is
+``max_patch / 2**d`` px on a side; as a leaf it is one token read from Gaussian pyramid level
+``k = depth - d`` as a ``min_patch`` x ``min_patch`` patch. The nodes of depth ``d`` form a grid
+of ``(cell_rows * 2**d, cell_cols * 2**d)``; every per-node tensor in this package is laid out on
+these grids, so a node's children are the 2x2 block below it.
+
+Sizes that are not multiples of ``max_patch`` are padded at the bottom and right by reflection
+(reflect-101) up to whole cells. The padding is recorded in the geometry, scorers give no weight
+to padded pixels, and :func:`~pyrtok.allocation.detokenize` crops it off again. With ``c`` cells
+a budget is feasible iff it is ``c + 3 * s`` for ``0 <= s <= c * (4**depth - 1) / 3`` splits.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+_FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+
+
+def _check_patch(value: object, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name}: expected an int, got {value!r}")
+    if value < 1:
+        raise ValueError(f"{name}: must be >= 1, got {value}")
+    return value
+
+
+@dataclass(frozen=True)
+class QuadtreeGeometry:
+    """Cell grid, depth and budget arithmetic for one image size.
+
+    Build it with :meth:`create`, which validates the arguments.
+
+    Example:
+        >>> g = QuadtreeGeometry.create(300, 512, min_patch=16, max_patch=128)
+        >>> g.cell_rows, g.cell_cols, g.depth, g.padded_size
+        (3, 4, 3, (384, 512))
+        >>> g.num_cells, g.full_budget, g.splits_for(15)
+        (12, 768, 1)
+    """
+
+    height: int
+    width: int
+    min_patch: int
+    max_patch: int
+
+    @classmethod
+    def create(cls, height: int, width: int, min_patch: int, max_patch: int) -> QuadtreeGeometry:
+        """Validate the patch sizes and the image size, and return the geometry."""
+        min_patch = _check_patch(min_patch, "min_patch")
+        max_patch = _check_patch(max_patch, "max_patch")
+        ratio = max_patch // min_patch
+        if max_patch % min_patch or ratio & (ratio - 1):
+            raise ValueError(
+                f"max_patch: must be min_patch times a power of two (min_patch={min_patch} -> "
+                f"{min_patch}, {2 * min_patch}, {4 * min_patch}, ...), got max_patch={max_patch}"
+            )
+        if height < max_patch or width < max_patch:
+            raise ValueError(
+                f"images: each side must be >= max_patch={max_patch} (one cell), got an image of "
+                f"{height}x{width}; use a smaller max_patch or a larger image"
+            )
+        return cls(height, width, min_patch, max_patch)
+
+    @property
+    def depth(self) -> int:
+        """Number of split levels: ``max_patch == min_patch * 2**depth``."""
+        return (self.max_patch // self.min_patch).bit_length() - 1
+
+    @property
+    def cell_rows(self) -> int:
+        return int(-(-self.height // self.max_patch))
+
+    @property
+    def cell_cols(self) -> int:
+        return int(-(-self.width // self.max_patch))
+
+    @property
+    def num_cells(self) -> int:
+        return self.cell_rows * self.cell_cols
+
+    @property
+    def padded_size(self) -> tuple[int, int]:
+        """``(H, W)`` after reflect padding to whole cells."""
+        return self.cell_rows * self.max_patch, self.cell_cols * self.max_patch
+
+    @property
+    def splits_per_cell(self) -> int:
+        """Internal nodes of one cell's full tree: ``(4**depth - 1) / 3``."""
+        return ((1 << 2 * self.depth) - 1) // 3
+
+    @property
+    def max_splits(self) -> int:
+        return self.num_cells * self.splits_per_cell
+
+    @property
+    def full_budget(self) -> int:
+        """Tokens when every leaf is ``min_patch`` (full detail)."""
+        return self.num_cells << 2 * self.depth
+
+    def grid(self, d: int) -> tuple[int, int]:
+        """``(rows, cols)`` of the node grid at depth ``d`` (0 = cells)."""
+        return self.cell_rows << d, self.cell_cols << d
+
+    def node_size(self, d: int) -> int:
+        """Side in pixels of a node at depth ``d``."""
+        return self.max_patch >> d
+
+    def uniform_budgets(self) -> list[int]:
+        """Budgets a regular grid of equal tokens can meet: ``cells * 4**d``."""
+        return [self.num_cells * 4**d for d in range(self.depth + 1)]
+
+    def _describe(self) -> str:
+        return (
+            f"a {self.height}x{self.width} image with {self.num_cells} cells of "
+            f"{self.max_patch} px and min_patch {self.min_patch}"
+        )
+
+    def splits_for(self, budget: int) -> int:
+        """Number of splits that give exactly ``budget`` leaves, or a ValueError naming the
+        nearest feasible budgets."""
+        if isinstance(budget, bool) or not isinstance(budget, int):
+            raise TypeError(f"budget: expected an int number of tokens, got {budget!r}")
+        low, high = self.num_cells, self.full_budget
+        if budget < low:
+            raise ValueError(
+                f"budget: {budget} tokens is below one token per cell for {self._describe()}; "
+                f"the smallest feasible budget is {low}"
+            )
+        if budget > high:
+            raise ValueError(
+                f"budget: {budget} tokens exceeds full detail (every leaf min_patch) for "
+                f"{self._describe()}; the largest feasible budget is {high}"
+            )
+        splits, remainder = divmod(budget - low, 3)
+        if remainder:
+            below, above = low + 3 * splits, low + 3 * (splits + 1)
+            raise ValueError(
+                f"budget: {budget} tokens is not feasible for {self._describe()}: each split "
+                f"adds 3 tokens, so budgets are {low} + 3*s (s = 0..{self.max_splits}); the "
+                f"nearest feasible budgets are {below} and {above}"
+            )
+        return splits
+
+    def uniform_depth(self, budget: int) -> int:
+        """Depth ``d`` with ``cells * 4**d == budget``, or a ValueError naming the nearest."""
+        self.splits_for(budget)
+        options = self.uniform_budgets()
+        if budget not in options:
+            below = max(b for b in options if b < budget)
+            above = min(b for b in options if b > budget)
+            raise ValueError(
+                f"budget: {budget} tokens is not a regular grid for {self._describe()}; the "
+                f"uniform strategy needs cells * 4**d tokens, i.e. one of {options}; the "
+                f"nearest are {below} and {above}"
+            )
+        return options.index(budget)
+
+
+def check_images(images: object, name: str = "images") -> Tensor:
+    """Validate a batch of images: a floating ``(B, C, H, W)`` tensor without NaN/Inf."""
+    if not isinstance(images, Tensor):
+        raise TypeError(f"{name}: expected a torch.Tensor, got {type(images).__name__}")
+    if images.ndim != 4:
+        raise ValueError(
+            f"{name}: expected shape (B, C, H, W), got {images.ndim} dims {tuple(images.shape)}"
+        )
+    if images.dtype not in _FLOAT_DTYPES:
+        raise TypeError(
+            f"{name}: expected a floating dtype, got {images.dtype}; integer images: "
+            f"x.float() / 255"
+        )
+    if images.numel() == 0:
+        raise ValueError(f"{name}: is empty, shape {tuple(images.shape)}")
+    # min and max propagate NaN and reveal +-Inf, without a full-size boolean temporary.
+    low, high = torch.aminmax(images.detach())
+    if not (bool(low.isfinite()) and bool(high.isfinite())):
+        raise ValueError(f"{name}: contains NaN or Inf values")
+    return images
+
+
+def work_dtype(images: Tensor) -> torch.dtype:
+    """float64 for float64 input, float32 otherwise (half precision is scored in float32)."""
+    return torch.float64 if images.dtype == torch.float64 else torch.float32
+
+
+def geometry_for(images: Tensor, min_patch: int, max_patch: int) -> QuadtreeGeometry:
+    """Validate ``images`` and return the quadtree geometry of their size."""
+    check_images(images)
+    return QuadtreeGeometry.create(images.shape[-2], images.shape[-1], min_patch, max_patch)
+
+
+def pad_to_cells(images: Tensor, geometry: QuadtreeGeometry) -> Tensor:
+    """Reflect-pad ``(B, C, H, W)`` at the bottom/right to ``geometry.padded_size``.
+
+    The result is in :func:`work_dtype` (half-precision inputs become float32).
+
+    Example:
+        >>> g = QuadtreeGeometry.create(40, 64, 16, 32)
+        >>> pad_to_cells(torch.rand(1, 3, 40, 64), g).shape
+        torch.Size([1, 3, 64, 64])
+    """
+    work = images.to(work_dtype(images))
+    height, width = geometry.padded_size
+    pad_h, pad_w = height - geometry.height, width - geometry.width
+    if pad_h == 0 and pad_w == 0:
+        return work
+    return F.pad(work, (0, pad_w, 0, pad_h), mode="reflect")
+
+
+def valid_share(length: int, stride: int, count: int, device: torch.device) -> Tensor:
+    """Fraction of each of ``count`` footprints ``[i*stride, (i+1)*stride)`` inside ``[0, length)``.
+
+    Example:
+        >>> valid_share(10, 4, 3, torch.device("cpu"))
+        tensor([1.0000, 1.0000, 0.5000])
+    """
+    start = torch.arange(count, device=device, dtype=torch.float64) * stride
+    return ((length - start).clamp(0, stride) / stride).float()
+
+
+def valid_weight(geometry: QuadtreeGeometry, stride: int, device: torch.device) -> Tensor | None:
+    """``(rows, cols)`` share of each level-grid footprint inside the unpadded image, or None
+    when nothing is padded. ``stride`` is the footprint side in pixels (``2**k`` for level k)."""
+    height, width = geometry.padded_size
+    if (height, width) == (geometry.height, geometry.width):
+        return None
+    rows = valid_share(geometry.height, stride, -(-height // stride), device)
+    cols = valid_share(geometry.width, stride, -(-width // stride), device)
+    return rows[:, None] * cols[None, :]
+
+
+def sum_pool(x: Tensor, factor: int) -> Tensor:
+    """Sum non-overlapping ``factor`` x ``factor`` blocks of the last two dims.
+
+    Example:
+        >>> sum_pool(torch.ones(1, 4, 6), 2)
+        tensor([[[4., 4., 4.],
+                 [4., 4., 4.]]])
+    """
+    if factor == 1:
+        return x
+    *lead, height, width = x.shape
+    blocks = x.reshape(*lead, height // factor, factor, width // factor, factor)
+    return blocks.sum(dim=(-3, -1))
+
+
+def children(x: Tensor) -> Tensor:
+    """Repeat each node of the last two dims over its 2x2 children.
+
+    Example:
+        >>> children(torch.tensor([[1, 2]]))
+        tensor([[1, 1, 2, 2],
+                [1, 1, 2, 2]])
+    """
+    return x.repeat_interleave(2, dim=-2).repeat_interleave(2, dim=-1)

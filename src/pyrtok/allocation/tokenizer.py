@@ -1,0 +1,245 @@
+"""Mixed-resolution tokens: read each leaf from its Gaussian level, and paint tokens back.
+
+A leaf ``(y, x, size)`` with ``size = min_patch * 2**k`` is the ``min_patch`` x ``min_patch``
+patch of Gaussian pyramid level ``k`` at ``(y / 2**k, x / 2**k)``: no resizing, so every token
+has ``C * min_patch**2`` values. :func:`detokenize` decodes a token as the pyramid does, with
+``k`` EXPAND steps (:func:`~pyrtok.pyr_up`) of the patch alone, and paints it over its box; a
+level-0 token is the image patch itself, so full detail gives the image back exactly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from pyrtok.allocation.allocation import Allocation
+from pyrtok.allocation.quadtree import check_images, pad_to_cells
+from pyrtok.pyramid import gaussian_pyramid, pyr_up
+
+
+@dataclass(frozen=True, eq=False)
+class PackedTokens:
+    """Tokens of a batch concatenated, for variable-length attention (``flash_attn_varlen``).
+
+    Attributes:
+        tokens: ``(T, C * p * p)``, image after image (``T = lengths.sum()``).
+        positions: ``(T, 3)`` as in :class:`TokenizedImages`.
+        cu_seqlens: ``(B + 1,)`` int32 offsets: image ``b`` is ``tokens[cu[b]:cu[b + 1]]``.
+        max_seqlen: the longest image's token count.
+    """
+
+    tokens: Tensor
+    positions: Tensor
+    cu_seqlens: Tensor
+    max_seqlen: int
+
+    def unpack(self) -> tuple[Tensor, Tensor, Tensor]:
+        """Back to padded ``tokens (B, N, D)``, ``positions (B, N, 3)``, ``mask (B, N)``."""
+        lengths = self.cu_seqlens.diff().long()
+        count = self.max_seqlen
+        mask = torch.arange(count, device=lengths.device)[None, :] < lengths[:, None]
+        tokens = self.tokens.new_zeros((lengths.shape[0], count, self.tokens.shape[-1]))
+        positions = self.positions.new_zeros((lengths.shape[0], count, 3))
+        tokens[mask] = self.tokens
+        positions[mask] = self.positions
+        return tokens, positions, mask
+
+
+@dataclass(frozen=True, eq=False)
+class TokenizedImages:
+    """Padded token batch.
+
+    Attributes:
+        tokens: ``(B, N, C * p * p)``, ``p = min_patch``; each token flattened ``(C, p, p)``.
+        positions: ``(B, N, 3)``: box centre ``y / H``, centre ``x / W`` and side
+            ``size / max(H, W)`` (``H, W`` the unpadded image size); zeros where masked.
+        mask: ``(B, N)`` bool, False on padding.
+    """
+
+    tokens: Tensor
+    positions: Tensor
+    mask: Tensor
+
+    def pack(self) -> PackedTokens:
+        """Drop the padding: concatenated tokens plus ``cu_seqlens``.
+
+        Example:
+            >>> from pyrtok.allocation import allocate
+            >>> x = torch.rand(2, 3, 64, 64)
+            >>> packed = tokenize(x, allocate(x, 7, min_patch=16, max_patch=32)).pack()
+            >>> packed.tokens.shape, packed.cu_seqlens.tolist()
+            (torch.Size([14, 768]), [0, 7, 14])
+        """
+        lengths = self.mask.sum(dim=1)
+        cu_seqlens = torch.zeros(lengths.shape[0] + 1, dtype=torch.int32, device=lengths.device)
+        cu_seqlens[1:] = lengths.cumsum(0)
+        return PackedTokens(
+            tokens=self.tokens[self.mask],
+            positions=self.positions[self.mask],
+            cu_seqlens=cu_seqlens,
+            max_seqlen=int(lengths.max()),
+        )
+
+
+def _check_pair(images: Tensor, allocation: Allocation) -> None:
+    if not isinstance(allocation, Allocation):
+        raise TypeError(f"allocation: expected an Allocation, got {type(allocation).__name__}")
+    check_images(images)
+    height, width = allocation.image_size
+    if tuple(images.shape[-2:]) != (height, width):
+        raise ValueError(
+            f"images: the allocation was made for {height}x{width} images, got "
+            f"{images.shape[-2]}x{images.shape[-1]}; allocate again for this size"
+        )
+    if images.shape[0] != allocation.batch_size:
+        raise ValueError(
+            f"images: the allocation holds {allocation.batch_size} images, got a batch of "
+            f"{images.shape[0]}"
+        )
+    if images.device != allocation.device:
+        raise ValueError(
+            f"images: on {images.device} but the allocation is on {allocation.device}; use "
+            f"allocation.to(images.device)"
+        )
+
+
+def _leaf_index(allocation: Allocation, level: int) -> tuple[Tensor, Tensor]:
+    image, slot = ((allocation.levels == level) & allocation.mask).nonzero(as_tuple=True)
+    return image, slot
+
+
+def token_positions(allocation: Allocation) -> Tensor:
+    """``(B, N, 3)`` normalised box centre ``(y, x)`` and size of each leaf (see
+    :class:`TokenizedImages`)."""
+    height, width = allocation.image_size
+    boxes = allocation.boxes.to(torch.float32)
+    size = boxes[..., 2]
+    positions = torch.stack(
+        [
+            (boxes[..., 0] + size / 2) / height,
+            (boxes[..., 1] + size / 2) / width,
+            size / max(height, width),
+        ],
+        dim=-1,
+    )
+    return positions * allocation.mask[..., None]
+
+
+def tokenize(images: Tensor, allocation: Allocation) -> TokenizedImages:
+    """Read every leaf of ``allocation`` from the Gaussian pyramid of ``images``.
+
+    Differentiable with respect to ``images``.
+
+    Args:
+        images: ``(B, C, H, W)``, the size (and batch, device) the allocation was made for.
+        allocation: from :func:`~pyrtok.allocation.allocate`.
+
+    Returns:
+        :class:`TokenizedImages` with ``tokens (B, N, C * p * p)`` in the dtype of ``images``.
+
+    Example:
+        >>> from pyrtok.allocation import allocate
+        >>> x = torch.rand(2, 3, 128, 96)
+        >>> out = tokenize(x, allocate(x, budget=25, min_patch=16, max_patch=64))
+        >>> out.tokens.shape, out.positions.shape
+        (torch.Size([2, 25, 768]), torch.Size([2, 25, 3]))
+    """
+    _check_pair(images, allocation)
+    geometry = allocation.geometry
+    p = geometry.min_patch
+    batch, channels = images.shape[:2]
+    pyramid = gaussian_pyramid(pad_to_cells(images, geometry), levels=geometry.depth + 1)
+    tokens = pyramid[0].new_zeros((batch, allocation.boxes.shape[1], channels, p, p))
+    for k, level in enumerate(pyramid):
+        image, slot = _leaf_index(allocation, k)
+        if image.numel() == 0:
+            continue
+        corner = allocation.boxes[image, slot, :2] // (p << k)
+        patches = level.unfold(2, p, p).unfold(3, p, p)
+        tokens[image, slot] = patches[image, :, corner[:, 0], corner[:, 1]]
+    return TokenizedImages(
+        tokens=tokens.flatten(2).to(images.dtype),
+        positions=token_positions(allocation),
+        mask=allocation.mask,
+    )
+
+
+def detokenize(tokens: Tensor, allocation: Allocation) -> Tensor:
+    """Paint tokens back into an image of the original size.
+
+    A level-``k`` token is expanded ``k`` times with :func:`~pyrtok.pyr_up` (reflect border at
+    the patch edge) to its box size and written over its box; the reflect padding is cropped.
+
+    Args:
+        tokens: ``(B, N, C * p * p)`` as returned by :func:`tokenize` (or a model's prediction).
+        allocation: the allocation the tokens follow.
+
+    Returns:
+        ``(B, C, H, W)`` in the dtype of ``tokens``.
+
+    Example:
+        >>> from pyrtok.allocation import allocate
+        >>> x = torch.rand(1, 3, 64, 64)
+        >>> full = allocate(x, budget=16, min_patch=16, max_patch=32)
+        >>> torch.equal(detokenize(tokenize(x, full).tokens, full), x)
+        True
+    """
+    if not isinstance(allocation, Allocation):
+        raise TypeError(f"allocation: expected an Allocation, got {type(allocation).__name__}")
+    geometry = allocation.geometry
+    p = geometry.min_patch
+    batch, count = allocation.batch_size, allocation.boxes.shape[1]
+    if (
+        not isinstance(tokens, Tensor)
+        or tokens.ndim != 3
+        or tuple(tokens.shape[:2]) != (batch, count)
+        or tokens.shape[2] % (p * p)
+    ):
+        shape = tuple(tokens.shape) if isinstance(tokens, Tensor) else type(tokens).__name__
+        raise ValueError(
+            f"tokens: expected shape ({batch}, {count}, C * {p * p}) for this allocation, got "
+            f"{shape}"
+        )
+    if not tokens.is_floating_point():
+        raise TypeError(f"tokens: expected a floating dtype, got {tokens.dtype}")
+    channels = tokens.shape[2] // (p * p)
+    height, width = geometry.padded_size
+    canvas = tokens.new_zeros((batch, channels, height, width))
+    patches = tokens.reshape(batch, count, channels, p, p)
+    for k in range(geometry.depth + 1):
+        image, slot = _leaf_index(allocation, k)
+        if image.numel() == 0:
+            continue
+        decoded = patches[image, slot]
+        for _ in range(k):
+            decoded = pyr_up(decoded)
+        size = p << k
+        blocks = canvas.view(batch, channels, height // size, size, width // size, size)
+        corner = allocation.boxes[image, slot, :2] // size
+        blocks.permute(0, 2, 4, 1, 3, 5)[image, corner[:, 0], corner[:, 1]] = decoded
+    return canvas[..., : geometry.height, : geometry.width]
+
+
+class MixedResolutionTokenizer(nn.Module):
+    """Module twin of :func:`tokenize` / :func:`detokenize`.
+
+    Shapes:
+        forward: images ``(B, C, H, W)`` + allocation -> :class:`TokenizedImages`
+        ``(B, N, C * p * p)``; detokenize: tokens ``(B, N, C * p * p)`` -> ``(B, C, H, W)``.
+
+    Example:
+        >>> from pyrtok.allocation import FrequencyAwareAllocator
+        >>> x = torch.rand(2, 3, 128, 128)
+        >>> allocation = FrequencyAwareAllocator(budget=28, max_patch=64)(x)
+        >>> tokenizer = MixedResolutionTokenizer()
+        >>> tokenizer.detokenize(tokenizer(x, allocation).tokens, allocation).shape
+        torch.Size([2, 3, 128, 128])
+    """
+
+    def forward(self, images: Tensor, allocation: Allocation) -> TokenizedImages:
+        return tokenize(images, allocation)
+
+    def detokenize(self, tokens: Tensor, allocation: Allocation) -> Tensor:
+        return detokenize(tokens, allocation)

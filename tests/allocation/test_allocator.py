@@ -1,0 +1,169 @@
+"""Exact budgets, valid quadtrees, determinism and the Allocation container."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pyrtok.allocation import (
+    SCORERS,
+    STRATEGIES,
+    Allocation,
+    FrequencyAwareAllocator,
+    QuadtreeGeometry,
+    allocate,
+)
+
+PATCHES = [(8, 16), (8, 32), (4, 32), (16, 64), (16, 16)]
+
+
+def check_tiling(allocation: Allocation) -> None:
+    """Every image's leaves tile its padded image exactly once and agree with their levels."""
+    g = allocation.geometry
+    height, width = g.padded_size
+    for b in range(allocation.batch_size):
+        cover = torch.zeros(height, width, dtype=torch.long)
+        count = int(allocation.lengths[b])
+        assert bool(allocation.mask[b, :count].all())
+        assert not bool(allocation.mask[b, count:].any())
+        for (y, x, size), level in zip(
+            allocation.boxes[b, :count].tolist(), allocation.levels[b, :count].tolist(), strict=True
+        ):
+            assert size == g.min_patch << level
+            assert y % size == 0
+            assert x % size == 0
+            cover[y : y + size, x : x + size] += 1
+        assert bool((cover == 1).all())
+    assert torch.equal(allocation.cell_counts.flatten(1).sum(1), allocation.lengths)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    patches=st.sampled_from(PATCHES),
+    strategy=st.sampled_from(STRATEGIES),
+    scorer=st.sampled_from(list(SCORERS)),
+    data=st.data(),
+)
+def test_every_strategy_meets_every_feasible_budget_exactly(
+    patches: tuple[int, int], strategy: str, scorer: str, data: st.DataObject
+) -> None:
+    min_patch, max_patch = patches
+    height = data.draw(st.integers(max_patch, 3 * max_patch + 5), label="height")
+    width = data.draw(st.integers(max_patch, 3 * max_patch + 5), label="width")
+    g = QuadtreeGeometry.create(height, width, min_patch, max_patch)
+    if strategy == "uniform":
+        budget = data.draw(st.sampled_from(g.uniform_budgets()), label="budget")
+    else:
+        budget = g.num_cells + 3 * data.draw(st.integers(0, g.max_splits), label="splits")
+    x = torch.rand(2, 3, height, width, generator=torch.Generator().manual_seed(height * width))
+    allocation = allocate(x, budget, min_patch, max_patch, strategy, scorer)
+    assert allocation.lengths.tolist() == [budget, budget]
+    assert allocation.boxes.shape == (2, budget, 3)
+    check_tiling(allocation)
+
+
+def test_full_detail_and_one_token_per_cell() -> None:
+    x = torch.rand(1, 3, 200, 300)
+    for strategy in ("greedy", "optimal", "proportional", "threshold", "uniform"):
+        full = allocate(x, 20 * 16, 16, 64, strategy)  # 20 cells, depth 2
+        assert bool((full.levels == 0).all())
+        coarse = allocate(x, 20, 16, 64, strategy)
+        assert bool((coarse.levels == 2).all())
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_deterministic_and_independent_of_the_batch(strategy: str) -> None:
+    x = torch.rand(4, 3, 160, 96, generator=torch.Generator().manual_seed(0))
+    budget = 60 if strategy == "uniform" else 27  # 15 cells of 32 px, min_patch 8
+    first = allocate(x, budget, 8, 32, strategy)
+    again = allocate(x.clone(), budget, 8, 32, strategy)
+    for name in ("boxes", "levels", "lengths", "mask", "cell_counts"):
+        assert torch.equal(getattr(first, name), getattr(again, name))
+    for i in range(4):
+        alone = allocate(x[i : i + 1], budget, 8, 32, strategy)
+        assert torch.equal(alone.boxes, first[i].boxes)
+
+
+def test_flat_image_splits_breadth_first() -> None:
+    allocation = allocate(torch.full((1, 1, 64, 64), 0.5), 10, 16, 64)
+    # One 64-px cell: root split, then the first two children in raster order.
+    assert allocation.boxes[0].tolist() == [
+        [0, 0, 16],
+        [0, 16, 16],
+        [16, 0, 16],
+        [16, 16, 16],
+        [0, 32, 16],
+        [0, 48, 16],
+        [16, 32, 16],
+        [16, 48, 16],
+        [32, 0, 32],
+        [32, 32, 32],
+    ]
+
+
+def test_detail_gets_the_tokens() -> None:
+    x = torch.full((1, 3, 128, 256), 0.5)
+    x[..., 64:128, 192:256] = torch.rand(3, 64, 64, generator=torch.Generator().manual_seed(1))
+    for scorer in SCORERS:
+        allocation = allocate(x, 8 + 3 * 5, 16, 64, "greedy", scorer)
+        # Cell (1, 3) holds all the texture: greedy splits it down to min_patch (1 + 4 splits).
+        assert allocation.cell_counts[0].tolist() == [[1, 1, 1, 1], [1, 1, 1, 16]], scorer
+
+
+def test_padding_carries_no_score() -> None:
+    # Texture in the 16 real columns of the partial right cell; the padding mirrors it.
+    x = torch.full((1, 1, 64, 80), 0.5)
+    x[..., 64:80] = torch.rand(1, 64, 16, generator=torch.Generator().manual_seed(2))
+    for scorer in SCORERS.values():
+        scores = scorer(x, 16, 64)
+        assert bool((scores[1][0, :, 3] == 0).all())  # 32-px nodes wholly in the padding
+        assert bool((scores[1][0, :, 2] > 0).all())  # the nodes over the texture
+    allocation = allocate(x, 2 + 3 * 5, 16, 64)
+    leaves = allocation.boxes[0, allocation.levels[0] == 0]
+    assert bool((leaves[:, 1] < 96).all())  # min-size leaves only where the texture is
+
+
+def test_allocation_container() -> None:
+    x = torch.rand(3, 3, 128, 192)
+    allocation = FrequencyAwareAllocator(budget=15, min_patch=16, max_patch=64)(x)
+    assert len(allocation) == 3
+    assert allocation.image_size == (128, 192)
+    assert allocation.geometry == QuadtreeGeometry.create(128, 192, 16, 64)
+    assert allocation.level_counts().sum(1).tolist() == [15, 15, 15]
+    last = allocation[-1]
+    assert last.batch_size == 1
+    assert torch.equal(last.boxes[0], allocation.boxes[2])
+    assert torch.equal(allocation[1:].levels, allocation.levels[1:])
+    moved = allocation.to("cpu")
+    assert moved.device == torch.device("cpu")
+    assert torch.equal(moved.mask, allocation.mask)
+
+
+def test_module_repr_and_custom_scorer() -> None:
+    def top_left(images: torch.Tensor, min_patch: int, max_patch: int) -> list[torch.Tensor]:
+        g = QuadtreeGeometry.create(images.shape[-2], images.shape[-1], min_patch, max_patch)
+        maps = []
+        for d in range(g.depth):
+            rows, cols = g.grid(d)
+            score = -(torch.arange(rows)[:, None] + torch.arange(cols)[None, :]).float()
+            maps.append(score.expand(images.shape[0], rows, cols))
+        return maps
+
+    allocator = FrequencyAwareAllocator(7, 16, 32, scorer=top_left)
+    assert "scorer='top_left'" in repr(allocator)
+    allocation = allocator(torch.rand(1, 3, 64, 64))
+    assert allocation.cell_counts[0].tolist() == [[4, 1], [1, 1]]
+
+
+def test_half_precision_and_float64_inputs() -> None:
+    x = torch.rand(2, 3, 64, 64, dtype=torch.float64)
+    reference = allocate(x, 10, 16, 32)
+    assert torch.equal(allocate(x.float(), 10, 16, 32).boxes, reference.boxes)
+    assert allocate(x.bfloat16(), 10, 16, 32).lengths.tolist() == [10, 10]
+
+
+def test_inputs_that_require_grad() -> None:
+    x = torch.rand(1, 3, 64, 64, requires_grad=True)
+    assert allocate(x, 7, 16, 32).lengths.tolist() == [7]

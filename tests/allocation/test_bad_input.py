@@ -1,0 +1,174 @@
+"""Bad input gets a ValueError/TypeError that names the argument and the feasible values."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from pyrtok.allocation import (
+    FrequencyAwareAllocator,
+    MixedResolutionTokenizer,
+    QuadtreeGeometry,
+    allocate,
+    detokenize,
+    tokenize,
+)
+
+
+def test_budget_below_the_number_of_cells() -> None:
+    with pytest.raises(
+        ValueError,
+        match=r"budget: 15 tokens is below one token per cell.*16 cells"
+        r".*the smallest feasible budget is 16",
+    ):
+        allocate(torch.rand(1, 3, 512, 512), 15, min_patch=16, max_patch=128)
+
+
+def test_budget_above_full_detail() -> None:
+    with pytest.raises(
+        ValueError,
+        match=r"budget: 1027 tokens exceeds full detail.*largest "
+        r"feasible budget is 1024",
+    ):
+        allocate(torch.rand(1, 3, 512, 512), 1027, min_patch=16, max_patch=128)
+
+
+@pytest.mark.parametrize(
+    ("budget", "below", "above"), [(65, 64, 67), (66, 64, 67), (101, 100, 103)]
+)
+def test_infeasible_budget_names_the_nearest(budget: int, below: int, above: int) -> None:
+    with pytest.raises(
+        ValueError,
+        match=rf"budget: {budget} tokens is not feasible.*16 \+ 3\*s \(s = 0\.\.336\).*nearest "
+        rf"feasible budgets are {below} and {above}$",
+    ):
+        allocate(torch.rand(1, 3, 512, 512), budget, min_patch=16, max_patch=128)
+
+
+def test_uniform_needs_a_regular_grid() -> None:
+    with pytest.raises(
+        ValueError,
+        match=r"uniform strategy needs cells \* 4\*\*d tokens, i\.e\. "
+        r"one of \[16, 64, 256, 1024\]; the nearest are 64 and 256",
+    ):
+        allocate(torch.rand(1, 3, 512, 512), 100, 16, 128, strategy="uniform")
+
+
+@pytest.mark.parametrize("budget", [64.0, "64", True, None])
+def test_budget_type(budget: object) -> None:
+    with pytest.raises(TypeError, match="budget: expected an int"):
+        allocate(torch.rand(1, 3, 64, 64), budget, 16, 64)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(("min_patch", "max_patch"), [(16, 48), (16, 8), (12, 64), (16, 80)])
+def test_max_patch_not_a_power_of_two_multiple(min_patch: int, max_patch: int) -> None:
+    with pytest.raises(
+        ValueError,
+        match=rf"max_patch: must be min_patch times a power of two.*"
+        rf"got max_patch={max_patch}",
+    ):
+        allocate(torch.rand(1, 3, 256, 256), 16, min_patch, max_patch)
+
+
+def test_patch_size_types_and_values() -> None:
+    with pytest.raises(TypeError, match="min_patch: expected an int"):
+        QuadtreeGeometry.create(64, 64, 16.0, 64)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="min_patch: must be >= 1"):
+        QuadtreeGeometry.create(64, 64, 0, 64)
+
+
+@pytest.mark.parametrize("size", [(100, 200), (200, 127), (64, 64)])
+def test_image_smaller_than_max_patch(size: tuple[int, int]) -> None:
+    with pytest.raises(
+        ValueError,
+        match=rf"images: each side must be >= max_patch=128.*got an "
+        rf"image of {size[0]}x{size[1]}",
+    ):
+        allocate(torch.rand(1, 3, *size), 16, 16, 128)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+@pytest.mark.parametrize("strategy", ["greedy", "uniform"])
+def test_non_finite_images(bad: float, strategy: str) -> None:
+    x = torch.rand(2, 3, 64, 64)
+    x[1, 0, 5, 7] = bad
+    with pytest.raises(ValueError, match="images: contains NaN or Inf"):
+        allocate(x, 16, 16, 32, strategy=strategy)
+
+
+def test_images_shape_dtype_and_type() -> None:
+    with pytest.raises(ValueError, match=r"images: expected shape \(B, C, H, W\), got 3 dims"):
+        allocate(torch.rand(3, 64, 64), 4, 16, 32)
+    with pytest.raises(TypeError, match="images: expected a floating dtype"):
+        allocate(torch.zeros(1, 3, 64, 64, dtype=torch.uint8), 4, 16, 32)
+    with pytest.raises(TypeError, match=r"images: expected a torch\.Tensor, got ndarray"):
+        allocate(torch.rand(1, 3, 64, 64).numpy(), 4, 16, 32)  # type: ignore[arg-type]
+
+
+def test_unknown_strategy_and_scorer() -> None:
+    x = torch.rand(1, 3, 64, 64)
+    with pytest.raises(ValueError, match=r"strategy: unknown name 'best'; valid names are \["):
+        allocate(x, 4, 16, 32, strategy="best")
+    with pytest.raises(
+        ValueError,
+        match=r"scorer: unknown name 'sobel'; valid names are "
+        r"\['laplacian', 'entropy', 'blur'\]",
+    ):
+        allocate(x, 4, 16, 32, scorer="sobel")
+    with pytest.raises(TypeError, match="scorer: expected a name"):
+        allocate(x, 4, 16, 32, scorer=3)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="strategy: unknown name"):
+        FrequencyAwareAllocator(16, strategy="best")
+
+
+def test_custom_scorer_with_wrong_shapes() -> None:
+    x = torch.rand(2, 3, 64, 64)
+    with pytest.raises(
+        ValueError,
+        match=r"scorer: score map 0 must have shape \(2, 2, 2\), got "
+        r"\(2, 1, 1\)",
+    ):
+        allocate(x, 7, 16, 32, scorer=lambda im, lo, hi: [torch.zeros(2, 1, 1)])
+    with pytest.raises(ValueError, match="scorer: expected a list of 1 score maps"):
+        allocate(x, 7, 16, 32, scorer=lambda im, lo, hi: [])
+    with pytest.raises(ValueError, match="scorer: score map 0 has NaN"):
+        allocate(x, 7, 16, 32, scorer=lambda im, lo, hi: [torch.full((2, 2, 2), float("nan"))])
+
+
+def test_allocation_used_with_images_of_another_size() -> None:
+    allocation = allocate(torch.rand(2, 3, 128, 128), 10, 16, 64)
+    with pytest.raises(
+        ValueError,
+        match=r"images: the allocation was made for 128x128 images, "
+        r"got 128x192",
+    ):
+        tokenize(torch.rand(2, 3, 128, 192), allocation)
+    with pytest.raises(ValueError, match="images: the allocation holds 2 images, got a batch of 3"):
+        MixedResolutionTokenizer()(torch.rand(3, 3, 128, 128), allocation)
+    with pytest.raises(TypeError, match="allocation: expected an Allocation"):
+        tokenize(torch.rand(2, 3, 128, 128), "allocation")  # type: ignore[arg-type]
+
+
+def test_detokenize_with_tokens_of_the_wrong_shape() -> None:
+    x = torch.rand(2, 3, 128, 128)
+    allocation = allocate(x, 10, 16, 64)
+    tokens = tokenize(x, allocation).tokens
+    with pytest.raises(ValueError, match=r"tokens: expected shape \(2, 10, C \* 256\)"):
+        detokenize(tokens[:, :9], allocation)
+    with pytest.raises(ValueError, match=r"tokens: expected shape"):
+        detokenize(tokens[..., :100], allocation)
+    with pytest.raises(TypeError, match="tokens: expected a floating dtype"):
+        detokenize(tokens.long(), allocation)
+
+
+def test_allocator_module_validates_at_construction() -> None:
+    with pytest.raises(ValueError, match="max_patch: must be min_patch times a power of two"):
+        FrequencyAwareAllocator(64, min_patch=16, max_patch=96)
+    with pytest.raises(ValueError, match="budget: expected an int >= 1"):
+        FrequencyAwareAllocator(0)
+
+
+def test_index_out_of_range() -> None:
+    allocation = allocate(torch.rand(2, 3, 64, 64), 4, 16, 32)
+    with pytest.raises(IndexError, match="index: 2 is out of range for an allocation of 2"):
+        allocation[2]
