@@ -1,0 +1,114 @@
+"""Two gloo ranks on the CPU: identical codebooks, no hang with zero tokens, errors on all ranks."""
+
+from __future__ import annotations
+
+import queue
+import socket
+from datetime import timedelta
+from typing import Any
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+from pyrtok.quantize import MultiScaleResidualQuantizer, VectorQuantizer
+
+WORLD = 2
+TIMEOUT_S = 120
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _batch(rank: int, step: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Rank 0: a growing batch. Rank 1: no tokens, all padded, then a few real ones."""
+    if rank == 0:
+        return torch.randn(40 + 7 * step, 4), None
+    if step % 3 == 0:
+        return torch.randn(0, 4), None
+    x = torch.randn(9, 4) + 2.0
+    return x, torch.arange(9) < (0 if step % 3 == 1 else 4)
+
+
+def _worker(rank: int, port: int, results: Any) -> None:
+    torch.manual_seed(100 + rank)  # different random codebooks on purpose
+    # built before init_process_group: syncing must be decided at forward time
+    vq = VectorQuantizer(4, 16, kmeans_init=True, dead_code_threshold=2.0, decay=0.8)
+    msq = MultiScaleResidualQuantizer(4, 8, scales=(1, 2, 4), kmeans_init=True)
+    dist.init_process_group(
+        "gloo",
+        init_method=f"tcp://127.0.0.1:{port}",
+        rank=rank,
+        world_size=WORLD,
+        timeout=timedelta(seconds=60),
+    )
+    try:
+        counts = []
+        for step in range(6):
+            x, mask = _batch(rank, step)
+            q, _, loss = vq(x.requires_grad_(), mask)
+            (q.sum() + loss).backward()
+            assert vq.stats is not None
+            counts.append(vq.stats.counts.sum().item())
+            msq(torch.randn(3 if rank == 0 else 1, 4, 4, 4))
+        vq.apply_update()
+        bad = torch.randn(10, 4)
+        if rank == 1:
+            bad[0, 0] = float("nan")
+        try:
+            vq(bad)
+            raised = ""
+        except ValueError as err:
+            raised = str(err)
+        results.put(
+            {
+                "rank": rank,
+                "codebook": vq.codebook.clone(),
+                "ema_count": vq.ema_count.clone(),
+                "msq_codebook": msq.quantizers[0].codebook.clone(),
+                "counts": counts,
+                "raised": raised,
+            }
+        )
+    except BaseException as err:  # report instead of hanging the parent
+        results.put({"rank": rank, "error": repr(err)})
+    finally:
+        dist.destroy_process_group()
+
+
+def test_two_gloo_ranks_stay_identical_and_never_hang() -> None:
+    ctx = mp.get_context("spawn")
+    results = ctx.Queue()
+    port = _free_port()
+    procs = [ctx.Process(target=_worker, args=(r, port, results)) for r in range(WORLD)]
+    for p in procs:
+        p.start()
+    try:
+        out = {}
+        for _ in range(WORLD):
+            try:
+                item = results.get(timeout=TIMEOUT_S)
+            except queue.Empty:
+                pytest.fail(f"a rank did not finish within {TIMEOUT_S} s (hang)")
+            out[item["rank"]] = item
+    finally:
+        for p in procs:
+            p.join(timeout=10)
+            if p.is_alive():
+                p.kill()
+    for item in out.values():
+        assert "error" not in item, item.get("error")
+    a, b = out[0], out[1]
+    assert torch.equal(a["codebook"], b["codebook"])
+    assert torch.equal(a["ema_count"], b["ema_count"])
+    assert torch.equal(a["msq_codebook"], b["msq_codebook"])
+    # statistics are global: rank 0's tokens plus rank 1's unmasked ones
+    expected = [40 + 7 * s + (0 if s % 3 != 2 else 4) for s in range(6)]
+    assert a["counts"] == b["counts"] == expected
+    # NaN on rank 1 only: both ranks raise, neither hangs
+    assert "this rank's input" in b["raised"]
+    assert "another rank's input" in a["raised"]
