@@ -28,7 +28,7 @@ class Allocation:
         image_size: ``(H, W)`` of the images the allocation was made for.
         min_patch, max_patch: the quadtree patch sizes.
 
-    Example:
+    Examples:
         >>> from pyrtok.allocation import allocate
         >>> a = allocate(torch.rand(2, 3, 128, 128), budget=10, min_patch=16, max_patch=64)
         >>> a.boxes.shape, a.lengths.tolist(), a.cell_counts.sum(dim=(1, 2)).tolist()

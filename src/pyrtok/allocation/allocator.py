@@ -60,7 +60,7 @@ def allocate(
     Returns:
         An :class:`~pyrtok.allocation.Allocation` with ``budget`` leaves per image.
 
-    Example:
+    Examples:
         >>> a = allocate(torch.rand(4, 3, 256, 256), budget=64, min_patch=16, max_patch=64)
         >>> a.lengths.tolist(), tuple(a.boxes.shape)
         ([64, 64, 64, 64], (4, 64, 3))
@@ -99,7 +99,7 @@ class FrequencyAwareAllocator(nn.Module):
     Shapes:
         ``(B, C, H, W)`` -> :class:`~pyrtok.allocation.Allocation` with ``budget`` leaves each.
 
-    Example:
+    Examples:
         >>> allocator = FrequencyAwareAllocator(budget=64, min_patch=16, max_patch=64)
         >>> allocator(torch.rand(2, 3, 256, 256)).level_counts().sum(dim=1).tolist()
         [64, 64]

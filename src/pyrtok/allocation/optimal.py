@@ -67,7 +67,7 @@ def optimal_splits(scores: list[Tensor], geometry: QuadtreeGeometry, splits: int
     Ties go to the first maximiser (fewer splits in earlier children and cells), so the result
     is deterministic.
 
-    Example:
+    Examples:
         >>> g = QuadtreeGeometry.create(16, 16, 4, 16)
         >>> root = torch.tensor([[[0.0]]])
         >>> kids = torch.tensor([[[9.0, 0.0], [0.0, 0.0]]])

@@ -37,7 +37,7 @@ class QuadtreeGeometry:
 
     Build it with :meth:`create`, which validates the arguments.
 
-    Example:
+    Examples:
         >>> g = QuadtreeGeometry.create(300, 512, min_patch=16, max_patch=128)
         >>> g.cell_rows, g.cell_cols, g.depth, g.padded_size
         (3, 4, 3, (384, 512))
@@ -201,7 +201,7 @@ def pad_to_cells(images: Tensor, geometry: QuadtreeGeometry) -> Tensor:
 
     The result is in :func:`work_dtype` (half-precision inputs become float32).
 
-    Example:
+    Examples:
         >>> g = QuadtreeGeometry.create(40, 64, 16, 32)
         >>> pad_to_cells(torch.rand(1, 3, 40, 64), g).shape
         torch.Size([1, 3, 64, 64])
@@ -217,7 +217,7 @@ def pad_to_cells(images: Tensor, geometry: QuadtreeGeometry) -> Tensor:
 def valid_share(length: int, stride: int, count: int, device: torch.device) -> Tensor:
     """Fraction of each of ``count`` footprints ``[i*stride, (i+1)*stride)`` inside ``[0, length)``.
 
-    Example:
+    Examples:
         >>> valid_share(10, 4, 3, torch.device("cpu"))
         tensor([1.0000, 1.0000, 0.5000])
     """
@@ -239,7 +239,7 @@ def valid_weight(geometry: QuadtreeGeometry, stride: int, device: torch.device) 
 def sum_pool(x: Tensor, factor: int) -> Tensor:
     """Sum non-overlapping ``factor`` x ``factor`` blocks of the last two dims.
 
-    Example:
+    Examples:
         >>> sum_pool(torch.ones(1, 4, 6), 2)
         tensor([[[4., 4., 4.],
                  [4., 4., 4.]]])
@@ -254,7 +254,7 @@ def sum_pool(x: Tensor, factor: int) -> Tensor:
 def children(x: Tensor) -> Tensor:
     """Repeat each node of the last two dims over its 2x2 children.
 
-    Example:
+    Examples:
         >>> children(torch.tensor([[1, 2]]))
         tensor([[1, 1, 2, 2],
                 [1, 1, 2, 2]])

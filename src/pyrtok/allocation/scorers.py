@@ -81,7 +81,7 @@ def laplacian_scores(images: Tensor, min_patch: int = 16, max_patch: int = 64) -
         ``depth`` maps, entry ``d`` ``(B, cell_rows * 2**d, cell_cols * 2**d)``, float32
         (float64 for float64 input).
 
-    Example:
+    Examples:
         >>> scores = laplacian_scores(torch.rand(2, 3, 96, 128), min_patch=16, max_patch=64)
         >>> [tuple(s.shape) for s in scores]
         [(2, 2, 2), (2, 4, 4)]
@@ -143,7 +143,7 @@ def entropy_scores(
     Returns:
         ``depth`` maps as in :func:`laplacian_scores`, float32 (float64 for float64 input).
 
-    Example:
+    Examples:
         >>> flat = torch.full((1, 1, 64, 64), 0.5)
         >>> entropy_scores(flat, 16, 64)[0]
         tensor([[[0.]]])
@@ -197,7 +197,7 @@ def blur_scores(images: Tensor, min_patch: int = 16, max_patch: int = 64) -> lis
     Returns:
         ``depth`` maps as in :func:`laplacian_scores`, float32 (float64 for float64 input).
 
-    Example:
+    Examples:
         >>> scores = blur_scores(torch.rand(1, 3, 64, 64), 16, 64)
         >>> [tuple(s.shape) for s in scores]
         [(1, 1, 1), (1, 2, 2)]
@@ -236,7 +236,7 @@ def threshold_weights(images: Tensor, min_patch: int = 16, max_patch: int = 64) 
     Returns:
         ``(B, cell_rows, cell_cols)`` weights in :func:`work_dtype` of the images.
 
-    Example:
+    Examples:
         >>> x = torch.full((1, 1, 64, 128), 0.5)
         >>> x[..., 64:] = torch.rand(64, 64)  # noise: mostly fine-band energy
         >>> threshold_weights(x, 16, 64)

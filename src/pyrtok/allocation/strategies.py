@@ -100,7 +100,7 @@ def greedy_splits(scores: list[Tensor], geometry: QuadtreeGeometry, splits: int)
     score of all trees with ``splits`` splits (in general that needs
     :func:`~pyrtok.allocation.optimal.optimal_splits`).
 
-    Example:
+    Examples:
         >>> g = QuadtreeGeometry.create(32, 32, 8, 16)
         >>> scores = [torch.tensor([[[4.0, 1.0], [3.0, 2.0]]])]
         >>> greedy_splits(scores, g, 2)[0]
@@ -136,7 +136,7 @@ def distribute(weights: Tensor, total: int, cap: int) -> Tensor:
     Shares above ``cap`` are clipped and the excess is shared again among the rest (water
     filling). A row of zero weights is shared evenly. Remainder ties go to the lower index.
 
-    Example:
+    Examples:
         >>> distribute(torch.tensor([[1.0, 1.0, 1.0], [6.0, 1.0, 0.0]]), 4, 3)
         tensor([[2, 1, 1],
                 [3, 1, 0]])

@@ -65,7 +65,7 @@ class TokenizedImages:
     def pack(self) -> PackedTokens:
         """Drop the padding: concatenated tokens plus ``cu_seqlens``.
 
-        Example:
+        Examples:
             >>> from pyrtok.allocation import allocate
             >>> x = torch.rand(2, 3, 64, 64)
             >>> packed = tokenize(x, allocate(x, 7, min_patch=16, max_patch=32)).pack()
@@ -139,7 +139,7 @@ def tokenize(images: Tensor, allocation: Allocation) -> TokenizedImages:
     Returns:
         :class:`TokenizedImages` with ``tokens (B, N, C * p * p)`` in the dtype of ``images``.
 
-    Example:
+    Examples:
         >>> from pyrtok.allocation import allocate
         >>> x = torch.rand(2, 3, 128, 96)
         >>> out = tokenize(x, allocate(x, budget=25, min_patch=16, max_patch=64))
@@ -179,7 +179,7 @@ def detokenize(tokens: Tensor, allocation: Allocation) -> Tensor:
     Returns:
         ``(B, C, H, W)`` in the dtype of ``tokens``.
 
-    Example:
+    Examples:
         >>> from pyrtok.allocation import allocate
         >>> x = torch.rand(1, 3, 64, 64)
         >>> full = allocate(x, budget=16, min_patch=16, max_patch=32)
@@ -229,7 +229,7 @@ class MixedResolutionTokenizer(nn.Module):
         forward: images ``(B, C, H, W)`` + allocation -> :class:`TokenizedImages`
         ``(B, N, C * p * p)``; detokenize: tokens ``(B, N, C * p * p)`` -> ``(B, C, H, W)``.
 
-    Example:
+    Examples:
         >>> from pyrtok.allocation import FrequencyAwareAllocator
         >>> x = torch.rand(2, 3, 128, 128)
         >>> allocation = FrequencyAwareAllocator(budget=28, max_patch=64)(x)

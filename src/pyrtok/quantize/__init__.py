@@ -1,6 +1,6 @@
 """Vector quantisation: exact nearest-code search, ``VectorQuantizer``, VAR's multi-scale quantiser.
 
-Example:
+Examples:
     >>> import torch
     >>> from pyrtok.quantize import VectorQuantizer
     >>> q, indices, loss = VectorQuantizer(dim=4, codebook_size=8)(torch.randn(10, 4))

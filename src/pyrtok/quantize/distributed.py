@@ -23,7 +23,7 @@ def sync_active(sync: bool | None) -> bool:
     Raises:
         RuntimeError: ``sync=True`` but ``torch.distributed`` is not initialised.
 
-    Example:
+    Examples:
         >>> sync_active(None), sync_active(False)
         (False, False)
     """

@@ -23,7 +23,7 @@ def straight_through(z: Tensor, codes: Tensor) -> Tensor:
     Returns:
         ``(N, D)``: equal to ``codes``; ``d out / d z = I``; no gradient to ``codes``.
 
-    Example:
+    Examples:
         >>> z = torch.tensor([[1.0, 2.0]], requires_grad=True)
         >>> out = straight_through(z, torch.tensor([[0.5, 0.5]]))
         >>> out.sum().backward(); out.detach(), z.grad
@@ -47,7 +47,7 @@ def rotation_trick(z: Tensor, codes: Tensor, eps: float = 1e-12) -> Tensor:
     Returns:
         ``(N, D)`` equal to ``codes``; no gradient to ``codes``.
 
-    Example:
+    Examples:
         >>> z = torch.tensor([[2.0, 0.0]], requires_grad=True)
         >>> out = rotation_trick(z, torch.tensor([[0.0, 1.0]]))
         >>> out[0, 1].backward(); out.detach(), z.grad.round(decimals=4)

@@ -41,7 +41,7 @@ def kmeans(
         each centroid by the last assignment — or ``None`` after a warning when the ranks hold
         fewer than ``K`` rows together (the caller keeps its current codebook).
 
-    Example:
+    Examples:
         >>> torch.manual_seed(0)  # doctest: +ELLIPSIS
         <torch._C.Generator object at ...>
         >>> x = torch.cat([torch.randn(50, 2) * 0.1, torch.randn(50, 2) * 0.1 + 5])

@@ -97,7 +97,7 @@ class MultiScaleResidualQuantizer(nn.Module):
         phis: the ``Phi`` modules.
         stats: per-scale :class:`~pyrtok.quantize.stats.CodebookStats` of the last forward.
 
-    Example:
+    Examples:
         >>> torch.manual_seed(0)  # doctest: +ELLIPSIS
         <torch._C.Generator object at ...>
         >>> msq = MultiScaleResidualQuantizer(8, 32, scales=(1, 2, (3, 4)))

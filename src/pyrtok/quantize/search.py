@@ -334,7 +334,7 @@ def nearest_code(
     Returns:
         ``(N,)`` int64 indices, equal to float64 brute force except exact ties (lowest index).
 
-    Example:
+    Examples:
         >>> import torch
         >>> codes = torch.tensor([[0.0, 0.0], [1.0, 1.0], [4.0, 0.0]])
         >>> nearest_code(torch.tensor([[0.9, 0.8], [3.0, 0.1], [-1.0, 0.0]]), codes)

@@ -37,7 +37,7 @@ def perplexity(counts: Tensor) -> Tensor:
     Returns:
         ``(...)`` float32 perplexities.
 
-    Example:
+    Examples:
         >>> perplexity(torch.tensor([5.0, 5.0, 0.0, 0.0]))
         tensor(2.)
     """
@@ -56,7 +56,7 @@ def usage_stats(counts: Tensor, ema_counts: Tensor, dead_threshold: float) -> Co
         ema_counts: ``(K,)`` exponential moving average of the hits per step.
         dead_threshold: EMA count below which a code is dead.
 
-    Example:
+    Examples:
         >>> s = usage_stats(torch.tensor([3.0, 1.0, 0.0]), torch.tensor([2.0, 1.0, 0.0]), 0.5)
         >>> round(s.perplexity.item(), 3), round(s.used_fraction.item(), 3), s.dead_count.item()
         (1.755, 0.667, 1)

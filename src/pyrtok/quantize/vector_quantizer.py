@@ -106,7 +106,7 @@ class VectorQuantizer(nn.Module):
         ema_count: ``(K,)`` EMA of hits per step. ema_sum: ``(K, codebook_dim)`` (``"ema"``).
         stats: :class:`~pyrtok.quantize.stats.CodebookStats` of the last forward, or ``None``.
 
-    Example:
+    Examples:
         >>> torch.manual_seed(0)  # doctest: +ELLIPSIS
         <torch._C.Generator object at ...>
         >>> vq = VectorQuantizer(dim=8, codebook_size=16, kmeans_init=True)

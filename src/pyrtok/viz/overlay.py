@@ -88,7 +88,7 @@ def allocation_overlay(
     Returns:
         ``(3, H, W)`` float32 in ``[0, 1]``, ready for :func:`~pyrtok.viz.save_png`.
 
-    Example:
+    Examples:
         >>> from pyrtok.allocation import allocate
         >>> x = torch.rand(1, 3, 96, 128)
         >>> allocation_overlay(x[0], allocate(x, 24, 16, 32)).shape
@@ -118,7 +118,7 @@ def side_by_side(images: Sequence[Tensor], gap: int = 4, background: float = 1.0
     Returns:
         ``(3, max H, sum W + gap * (n - 1))`` float32.
 
-    Example:
+    Examples:
         >>> side_by_side([torch.rand(3, 20, 30), torch.rand(10, 15)]).shape
         torch.Size([3, 20, 49])
     """
@@ -151,7 +151,7 @@ def allocation_figure(image: Tensor, allocation: Allocation, index: int = 0) -> 
     Returns:
         ``(3, H, 3 * W + 8)`` float32.
 
-    Example:
+    Examples:
         >>> from pyrtok.allocation import allocate
         >>> x = torch.rand(1, 3, 64, 64)
         >>> allocation_figure(x[0], allocate(x, 7, 16, 32)).shape
