@@ -10,12 +10,17 @@ from torch import Tensor
 from pyrtok.pyramid.functional import check_pyramid
 
 
+_NOISE_FLOOR = 0.5 / 255
+"""Band magnitudes below half an 8-bit grey level are float noise, not detail: never amplified
+past the gain that shows this floor at full contrast."""
+
+
 def _band_gain(band: Tensor, quantile: float) -> float:
-    """Gain that maps the ``quantile`` of ``|band|`` to 0.5 (1 for an all-zero band)."""
+    """Gain that maps the ``quantile`` of ``|band|`` (at least the noise floor) to 0.5."""
     magnitudes = band.float().abs().flatten()
     rank = max(1, math.ceil(quantile * magnitudes.numel()))
     scale = float(magnitudes.kthvalue(rank).values)
-    return 0.5 / scale if scale > 0 else 1.0
+    return 0.5 / max(scale, _NOISE_FLOOR)
 
 
 def _to_rgb(level: Tensor) -> Tensor:
@@ -34,7 +39,8 @@ def pyramid_montage(
     Level 0 (the finest band) fills the left; the coarser levels are stacked top to bottom in a
     column on its right, each at its own size, with ``spacing`` px of ``background`` between
     them. A band ``L`` is shown as ``0.5 + gain * L`` (mid-grey is zero), with a per-band gain
-    that maps the ``quantile`` of ``|L|`` to 0.5, so even the faint fine bands are visible;
+    that maps the ``quantile`` of ``|L|`` to 0.5, so even the faint fine bands are visible
+    (but float noise below half an 8-bit grey level stays mid-grey);
     stronger coefficients saturate. The low-pass residual (last level) is shown as is, which
     assumes the image had values in ``[0, 1]``. Everything is clipped to ``[0, 1]`` for display.
 
