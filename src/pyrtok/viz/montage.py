@@ -9,7 +9,6 @@ from torch import Tensor
 
 from pyrtok.pyramid.functional import check_pyramid
 
-
 _NOISE_FLOOR = 0.5 / 255
 """Band magnitudes below half an 8-bit grey level are float noise, not detail: never amplified
 past the gain that shows this floor at full contrast."""
