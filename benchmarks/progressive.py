@@ -1,0 +1,174 @@
+"""Progressive VLM inference: prefix KV-cache reuse vs re-prefilling, and tokens vs early exits.
+
+Question 1: with a small causal LM (random weights) and hundreds of visual tokens at the finest
+level, how much faster are the refinement steps (levels 1..L-1) when the prefix KV cache is
+reused than when the whole prefix is prefilled again at every level? Outputs must be equal.
+Refinement time = time of the full 3-level run minus the time of a run where every sample stops
+at level 0 (same encoder and level-0 work in both). With the ``"first_token"`` confidence the
+full run does not decode the discarded level-0 answer while the stop-at-0 run does, so the
+subtraction takes that decoding off both paths' refinement times; the full-run speed-up (whole
+3-level runs, nothing subtracted) is printed too.
+
+Question 2: how many visual tokens (and LM tokens) are processed when a given fraction of the
+samples exits at the coarse level?
+
+Run: ``python benchmarks/progressive.py`` (prints markdown tables).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Callable
+
+import torch
+from torch import Tensor
+from transformers import CLIPVisionConfig, CLIPVisionModel, LlamaConfig, LlamaForCausalLM
+
+from pyrtok.vlm import ProgressiveOutput, ProgressiveVLM, first_token_prob
+
+IMAGE = 999
+
+
+def build(allocator: str, hidden: int, layers: int) -> ProgressiveVLM:
+    torch.manual_seed(0)
+    vision = CLIPVisionModel(
+        CLIPVisionConfig(
+            hidden_size=64,
+            intermediate_size=128,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            image_size=32,
+            patch_size=8,
+        )
+    )
+    lm = LlamaForCausalLM(
+        LlamaConfig(
+            vocab_size=1000,
+            hidden_size=hidden,
+            intermediate_size=4 * hidden,
+            num_hidden_layers=layers,
+            num_attention_heads=8,
+            num_key_value_heads=8,
+            max_position_embeddings=4096,
+        )
+    )
+    return ProgressiveVLM(
+        vision,
+        lm,
+        levels=3,
+        allocator=allocator,
+        image_token_id=IMAGE,
+        thresholds=(1.0, 1.0),
+        max_new_tokens=4,
+    ).eval()
+
+
+def fixed_exits(fraction: float) -> Callable[[Tensor, Tensor, Tensor], Tensor]:
+    """Confidence 1 for the first ``fraction`` of the batch at level 0, 0 everywhere else."""
+    calls = {"n": 0}
+
+    def confidence(logits: Tensor, tokens: Tensor, mask: Tensor) -> Tensor:
+        out = torch.zeros(logits.shape[0])
+        if calls["n"] == 0:
+            out[: round(fraction * logits.shape[0])] = 1.0
+        calls["n"] += 1
+        return out
+
+    return confidence
+
+
+def timed(fn: Callable[[], ProgressiveOutput], repeats: int) -> tuple[float, ProgressiveOutput]:
+    fn()
+    times, out = [], None
+    for _ in range(repeats):
+        start = time.perf_counter()
+        out = fn()
+        times.append(time.perf_counter() - start)
+    assert out is not None
+    return min(times), out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--batch", type=int, default=4)
+    parser.add_argument("--size", type=int, default=128)
+    parser.add_argument("--system", type=int, default=64, help="system prompt tokens")
+    parser.add_argument("--hidden", type=int, default=256)
+    parser.add_argument("--layers", type=int, default=4)
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args()
+    torch.manual_seed(0)
+    x = torch.rand(args.batch, 3, args.size, args.size)
+    g = torch.Generator().manual_seed(0)
+    system = torch.randint(1, 900, (args.batch, args.system), generator=g)
+    question = torch.randint(1, 900, (args.batch, 8), generator=g)
+    ids = torch.cat([system, torch.full((args.batch, 1), IMAGE), question], 1)
+
+    print(
+        f"batch {args.batch}, {args.size}x{args.size} images, 3 levels, system prompt "
+        f"{args.system} tokens, question 8, 4 answer tokens, Llama {args.layers}x{args.hidden}, "
+        f"{torch.get_num_threads()} threads, min of {args.repeats} interleaved runs\n"
+    )
+    print(
+        "| selection | visual tokens / level | reuse: refine ms | re-prefill: refine ms | "
+        "speed-up | full-run speed-up | max abs logit diff | same exits |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
+    ones = lambda lg, tk, m: torch.ones(lg.shape[0])  # noqa: E731  every sample stops at 0
+    for allocator in ("all", "frequency"):
+        vlm = build(allocator, args.hidden, args.layers)
+        visual = vlm.encode_images(x)
+        per_level = [
+            int((visual.mask & (visual.scales == s)).sum(1).float().mean()) for s in range(3)
+        ]
+        best: dict[tuple[bool, bool], float] = {}
+        outs: dict[bool, ProgressiveOutput] = {}
+        for _ in range(args.repeats + 1):  # interleaved; min over repeats (shared machine)
+            for reuse in (True, False):
+                for coarse_only in (False, True):
+                    vlm.confidence = ones if coarse_only else first_token_prob
+                    start = time.perf_counter()
+                    out = vlm.progressive_generate(x, ids, reuse_cache=reuse)
+                    took = time.perf_counter() - start
+                    key = (reuse, coarse_only)
+                    best[key] = min(best.get(key, float("inf")), took)
+                    if not coarse_only:
+                        outs[reuse] = out
+        refine = {r: best[(r, False)] - best[(r, True)] for r in (True, False)}
+        full_run = best[(False, False)] / best[(True, False)]
+        diff = (outs[True].logits - outs[False].logits).abs().max().item()
+        same = torch.equal(outs[True].exit_level, outs[False].exit_level) and torch.equal(
+            outs[True].sequences, outs[False].sequences
+        )
+        print(
+            f"| {allocator} | {per_level} | {1e3 * refine[True]:.1f} | {1e3 * refine[False]:.1f} "
+            f"| {refine[False] / refine[True]:.2f}x | {full_run:.2f}x "
+            f"| {diff:.1e} | {same} |"
+        )
+
+    print(
+        "\n| selection | early-exit fraction | visual tokens processed | LM tokens (reuse) | "
+        "LM tokens (re-prefill) | wall ms (reuse, min) |"
+    )
+    print("|---|---|---|---|---|---|")
+    for allocator in ("all", "frequency"):
+        vlm = build(allocator, args.hidden, args.layers)
+        for fraction in (0.0, 0.25, 0.5, 0.75, 1.0):
+
+            def run(
+                reuse: bool, f: float = fraction, model: ProgressiveVLM = vlm
+            ) -> ProgressiveOutput:
+                model.confidence = fixed_exits(f)
+                return model.progressive_generate(x, ids, reuse_cache=reuse)
+
+            wall, out = timed(lambda: run(True), args.repeats)
+            again = run(False)
+            print(
+                f"| {allocator} | {fraction:.2f} | {int(out.visual_tokens.sum())} | "
+                f"{out.lm_tokens} | {again.lm_tokens} | {1e3 * wall:.1f} |"
+            )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,63 @@
+"""Hierarchical and progressive VLMs on Hugging Face models: encoder adapters, multi-scale
+residual visual tokens, per-region selection, confidence functions, mixed-resolution tokens
+through pretrained ViT encoders."""
+
+from pyrtok.vlm.confidence import (
+    CONFIDENCES,
+    ConfidenceFn,
+    first_token_prob,
+    margin,
+    mean_token_prob,
+    resolve_confidence,
+)
+from pyrtok.vlm.encoders import GridFeatures, VisionEncoder, encode_pyramid
+from pyrtok.vlm.hierarchical import HierarchicalVLM, VisualTokens
+from pyrtok.vlm.mixed_resolution import (
+    MixedResolutionEncoder,
+    MixedResolutionFeatures,
+    encode_mixed_resolution,
+    sample_position_embeddings,
+    vit_patch_size,
+)
+from pyrtok.vlm.progressive import ProgressiveOutput, ProgressiveVLM
+from pyrtok.vlm.projector import MLPProjector
+from pyrtok.vlm.residual import compact, gather_tokens, residual_grids
+from pyrtok.vlm.selection import (
+    AllSelector,
+    FrequencySelector,
+    QuerySelector,
+    keep_from_allocation,
+)
+from pyrtok.vlm.sequence import MergedSequence, merge_sequence, split_at_image
+
+__all__ = [
+    "CONFIDENCES",
+    "AllSelector",
+    "ConfidenceFn",
+    "FrequencySelector",
+    "GridFeatures",
+    "HierarchicalVLM",
+    "MLPProjector",
+    "MergedSequence",
+    "MixedResolutionEncoder",
+    "MixedResolutionFeatures",
+    "ProgressiveOutput",
+    "ProgressiveVLM",
+    "QuerySelector",
+    "VisionEncoder",
+    "VisualTokens",
+    "compact",
+    "encode_mixed_resolution",
+    "encode_pyramid",
+    "first_token_prob",
+    "gather_tokens",
+    "keep_from_allocation",
+    "margin",
+    "mean_token_prob",
+    "merge_sequence",
+    "residual_grids",
+    "resolve_confidence",
+    "sample_position_embeddings",
+    "split_at_image",
+    "vit_patch_size",
+]

@@ -1,0 +1,345 @@
+"""HierarchicalVLM: multi-scale residual visual tokens, selected per region, into an HF LM."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from pyrtok.allocation import FrequencyAwareAllocator
+from pyrtok.quantize import VectorQuantizer
+from pyrtok.vlm._hf import call_lm, hidden_size, input_embeddings
+from pyrtok.vlm.encoders import VisionEncoder, encode_pyramid
+from pyrtok.vlm.projector import MLPProjector
+from pyrtok.vlm.residual import gather_tokens, residual_grids
+from pyrtok.vlm.selection import AllSelector, FrequencySelector, QuerySelector
+from pyrtok.vlm.sequence import MergedSequence, check_prompt, merge_sequence
+
+FREEZABLE = ("encoder", "projector", "language_model")
+
+
+@dataclass(frozen=True, eq=False)
+class VisualTokens:
+    """Projected visual tokens of a batch, coarse scale first.
+
+    Attributes:
+        embeds: ``(B, N, D)`` in the LM's hidden size; zeros on padding.
+        mask: ``(B, N)`` bool, True on real tokens (each row's first ``mask[b].sum()``).
+        scales: ``(B, N)`` int64 scale of each token (0 = coarse, ``L - 1`` = finest residual).
+        indices: ``(B, N)`` codebook indices when a quantizer is used (``-1`` on padding).
+        vq_loss: the quantizer's loss (scalar) or ``None``.
+    """
+
+    embeds: Tensor
+    mask: Tensor
+    scales: Tensor
+    indices: Tensor | None = None
+    vq_loss: Tensor | None = None
+
+    @property
+    def counts(self) -> Tensor:
+        """``(B,)`` visual tokens per image."""
+        return self.mask.sum(dim=1)
+
+
+def _resolve_selector(allocator: Any, query_dim: int, feature_dim: int) -> nn.Module:
+    if allocator is None or allocator == "frequency":
+        return FrequencySelector()
+    if allocator == "all":
+        return AllSelector()
+    if allocator == "query":
+        return QuerySelector(query_dim, feature_dim)
+    if isinstance(allocator, FrequencyAwareAllocator):
+        return FrequencySelector(allocator=allocator)
+    if isinstance(allocator, nn.Module):
+        return allocator
+    raise ValueError(
+        f"allocator: expected None/'frequency', 'all', 'query', a FrequencyAwareAllocator or a "
+        f"selector module, got {allocator!r}"
+    )
+
+
+class HierarchicalVLM(nn.Module):
+    """Coarse tokens + per-region residual tokens of finer pyramid levels, into a causal LM.
+
+    The image ``(B, 3, H, W)`` is encoded at ``levels`` Gaussian pyramid levels by one encoder
+    (coarsest ``H / 2**(L-1)``). Scale 0 gives the coarse tokens; scale ``s >= 1`` gives residual
+    tokens ``F_s - upsample(F_{s-1})``, of which the ``allocator`` keeps some regions. Kept
+    tokens (optionally vector-quantised) are projected into the LM's hidden size, a learned
+    per-scale embedding (zero at init) is added, and they replace each row's image placeholder
+    in ``input_ids``. Rows may get different token counts; padding, attention masks, positions
+    and labels are built accordingly (:func:`~pyrtok.vlm.sequence.merge_sequence`).
+
+    Args:
+        vision_encoder: a :class:`~pyrtok.vlm.encoders.VisionEncoder`, a Hugging Face vision
+            model, or a module ``(B, 3, H, W) -> (B, N, D_v)`` (then give ``patch_size`` and
+            ``vision_hidden_size``).
+        language_model: any HF causal LM (called with ``inputs_embeds``).
+        projector: ``None`` (``Linear-GELU-Linear``, :class:`~pyrtok.vlm.MLPProjector`),
+            ``"identity"`` (needs ``D_v == D``) or a module ``(..., D_v) -> (..., D)``.
+        levels: pyramid levels ``L >= 1``; ``H, W`` must be multiples of ``p * 2**(L-1)``.
+        allocator: ``None``/``"frequency"`` (:class:`~pyrtok.vlm.FrequencySelector`),
+            ``"all"``, ``"query"`` (:class:`~pyrtok.vlm.QuerySelector`), a
+            :class:`~pyrtok.allocation.FrequencyAwareAllocator`, or a selector module.
+        image_token_id: placeholder id in ``input_ids`` (default: ``language_model.config``'s).
+        quantizer: optional :class:`~pyrtok.quantize.VectorQuantizer` (``dim = D_v``) applied
+            before the projector; its loss times ``vq_weight`` is added to the LM loss.
+        freeze: any of ``"encoder"``, ``"projector"``, ``"language_model"`` (no gradients).
+        feature_layer, keep_prefix, patch_size, vision_hidden_size: passed to
+            :class:`~pyrtok.vlm.encoders.VisionEncoder` when ``vision_encoder`` is not one.
+
+    Example:
+        >>> from transformers import CLIPVisionConfig, CLIPVisionModel
+        >>> from transformers import LlamaConfig, LlamaForCausalLM
+        >>> vision = CLIPVisionModel(CLIPVisionConfig(hidden_size=32, intermediate_size=64,
+        ...     num_hidden_layers=1, num_attention_heads=2, image_size=32, patch_size=8))
+        >>> lm = LlamaForCausalLM(LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=64,
+        ...     num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=2))
+        >>> vlm = HierarchicalVLM(vision, lm, levels=2, image_token_id=63)
+        >>> ids = torch.tensor([[1, 63, 5, 6], [1, 63, 7, 8]])
+        >>> out = vlm(torch.rand(2, 3, 32, 32), ids, labels=ids)
+        >>> out.logits.shape[0], out.loss.ndim
+        (2, 0)
+    """
+
+    def __init__(
+        self,
+        vision_encoder: nn.Module,
+        language_model: nn.Module,
+        projector: nn.Module | str | None = None,
+        levels: int = 3,
+        allocator: Any = None,
+        *,
+        image_token_id: int | None = None,
+        quantizer: VectorQuantizer | None = None,
+        vq_weight: float = 1.0,
+        freeze: tuple[str, ...] = (),
+        feature_layer: int | None = None,
+        keep_prefix: bool = False,
+        patch_size: int | None = None,
+        vision_hidden_size: int | None = None,
+    ) -> None:
+        super().__init__()
+        if isinstance(levels, bool) or not isinstance(levels, int) or levels < 1:
+            raise ValueError(f"levels: expected an int >= 1, got {levels!r}")
+        if not isinstance(vision_encoder, VisionEncoder):
+            vision_encoder = VisionEncoder(
+                vision_encoder, feature_layer, keep_prefix, patch_size, vision_hidden_size
+            )
+        self.vision_encoder = vision_encoder
+        self.language_model = language_model
+        self.hidden_size = hidden_size(language_model)
+        feature_dim = vision_encoder.hidden_size
+        if projector is None:
+            projector = MLPProjector(feature_dim, self.hidden_size)
+        elif projector == "identity":
+            if feature_dim != self.hidden_size:
+                raise ValueError(
+                    f"projector: 'identity' needs the vision hidden size to equal the LM's, got "
+                    f"{feature_dim} vs {self.hidden_size}; use projector=None (an MLP) instead"
+                )
+            projector = nn.Identity()
+        elif not isinstance(projector, nn.Module):
+            raise TypeError(
+                f"projector: expected None, 'identity' or an nn.Module, got {projector!r}"
+            )
+        self.projector = projector
+        self.levels = levels
+        self.selector = _resolve_selector(allocator, self.hidden_size, feature_dim)
+        if image_token_id is None:
+            config = getattr(language_model, "config", None)
+            image_token_id = getattr(config, "image_token_id", None)
+        if not isinstance(image_token_id, int):
+            raise ValueError(
+                f"image_token_id: expected the int id of the image placeholder in input_ids "
+                f"(none on language_model.config), got {image_token_id!r}"
+            )
+        self.image_token_id = image_token_id
+        if quantizer is not None and not isinstance(quantizer, VectorQuantizer):
+            raise TypeError(
+                f"quantizer: expected a VectorQuantizer, got {type(quantizer).__name__}"
+            )
+        self.quantizer = quantizer
+        self.vq_weight = vq_weight
+        self.scale_embedding = nn.Parameter(torch.zeros(levels, self.hidden_size))
+        self._freeze(freeze)
+
+    def _freeze(self, freeze: tuple[str, ...]) -> None:
+        unknown = set(freeze) - set(FREEZABLE)
+        if unknown:
+            raise ValueError(
+                f"freeze: expected names from {list(FREEZABLE)}, got {sorted(unknown)}"
+            )
+        parts = {
+            "language_model": self.language_model,
+            "encoder": self.vision_encoder,
+            "projector": self.projector,
+        }
+        for name in FREEZABLE:
+            if name in freeze:
+                parts[name].requires_grad_(False)
+
+    @classmethod
+    def from_llava(
+        cls, model: nn.Module, levels: int = 1, allocator: Any = "all", **kwargs: Any
+    ) -> Any:
+        """Wrap a ``LlavaForConditionalGeneration``: its vision tower (same feature layer and
+        CLS strategy), its projector and its LM. With ``levels=1`` and ``allocator="all"`` the
+        logits equal LLaVA's own forward on the same ``input_ids`` (expanded placeholders).
+
+        Example:
+            >>> from pyrtok.vlm.testing import tiny_llava
+            >>> llava = tiny_llava()
+            >>> vlm = HierarchicalVLM.from_llava(llava)
+            >>> vlm.vision_encoder.feature_layer, vlm.image_token_id
+            (-2, 63)
+        """
+        from pyrtok.vlm.llava import llava_parts
+
+        parts = llava_parts(model)
+        return cls(
+            VisionEncoder(parts.vision_tower, parts.feature_layer, parts.keep_prefix),
+            model,
+            parts.projector,
+            levels=levels,
+            allocator=allocator,
+            image_token_id=parts.image_token_id,
+            **kwargs,
+        )
+
+    def embed_text(self, input_ids: Tensor) -> Tensor:
+        """``(B, T)`` ids -> ``(B, T, D)`` LM input embeddings (placeholders embedded as id 0)."""
+        ids = input_ids.masked_fill(input_ids == self.image_token_id, 0)
+        embeds: Tensor = input_embeddings(self.language_model)(ids)
+        return embeds
+
+    def query_embedding(self, input_ids: Tensor, attention_mask: Tensor | None) -> Tensor:
+        """``(B, D)`` mean embedding of each row's real text tokens (the query for selectors)."""
+        real = check_prompt(input_ids, attention_mask) & (input_ids != self.image_token_id)
+        weight = real[..., None].float()
+        embeds = self.embed_text(input_ids).float()
+        return (embeds * weight).sum(1) / weight.sum(1).clamp(min=1)
+
+    def encode_images(self, pixel_values: Tensor, query: Tensor | None = None) -> VisualTokens:
+        """Images -> selected, projected visual tokens.
+
+        Args:
+            pixel_values: ``(B, 3, H, W)``, ``H, W`` multiples of ``p * 2**(levels - 1)``.
+            query: ``(B, D)`` pooled question embedding (for query-conditioned selectors).
+
+        Returns:
+            :class:`VisualTokens` with ``embeds (B, N, D)``.
+        """
+        features = encode_pyramid(self.vision_encoder, pixel_values, self.levels)
+        grids = residual_grids([f.grid for f in features])
+        keep = self.selector(pixel_values, grids, query, self.vision_encoder.patch_size)
+        tokens, mask, scales = gather_tokens(grids, keep, features[0].prefix)
+        indices = vq_loss = None
+        if self.quantizer is not None:
+            tokens, indices, vq_loss = self.quantizer(tokens, mask)
+        embeds = self.projector(tokens)
+        if embeds.shape[-1] != self.hidden_size:
+            raise ValueError(
+                f"projector: produced features of size {embeds.shape[-1]} but the language "
+                f"model's hidden size is {self.hidden_size}; give a projector to "
+                f"{self.hidden_size} (or projector=None for the default MLP)"
+            )
+        embeds = (embeds + self.scale_embedding[scales].to(embeds.dtype)) * mask[..., None]
+        return VisualTokens(embeds, mask, scales, indices, vq_loss)
+
+    def _visual(
+        self, pixel_values: Tensor, input_ids: Tensor, attention_mask: Tensor | None
+    ) -> VisualTokens:
+        query = None
+        if isinstance(self.selector, QuerySelector):
+            query = self.query_embedding(input_ids, attention_mask)
+        if pixel_values.shape[0] != input_ids.shape[0]:
+            raise ValueError(
+                f"pixel_values: expected one image per input_ids row ({input_ids.shape[0]}), got "
+                f"{pixel_values.shape[0]}"
+            )
+        return self.encode_images(pixel_values, query)
+
+    def merge(
+        self,
+        pixel_values: Tensor,
+        input_ids: Tensor,
+        attention_mask: Tensor | None = None,
+        labels: Tensor | None = None,
+        padding_side: str = "right",
+    ) -> tuple[MergedSequence, VisualTokens]:
+        """The LM inputs (embeddings, mask, positions, labels) and the visual tokens."""
+        check_prompt(input_ids, attention_mask, labels)
+        visual = self._visual(pixel_values, input_ids, attention_mask)
+        merged = merge_sequence(
+            self.embed_text(input_ids),
+            input_ids,
+            attention_mask,
+            visual.embeds,
+            visual.mask,
+            self.image_token_id,
+            labels,
+            padding_side,
+        )
+        return merged, visual
+
+    def forward(
+        self,
+        pixel_values: Tensor,
+        input_ids: Tensor,
+        attention_mask: Tensor | None = None,
+        labels: Tensor | None = None,
+    ) -> Any:
+        """Run the LM on the merged sequence.
+
+        Args:
+            pixel_values: ``(B, 3, H, W)``.
+            input_ids: ``(B, T)`` with one placeholder (or one per visual token) per row.
+            attention_mask: ``(B, T)``.
+            labels: ``(B, T)`` aligned with ``input_ids`` (``-100`` to ignore); the LM shifts.
+
+        Returns:
+            The LM's output; ``logits (B, S, V)`` over the merged sequence (right-padded), and
+            ``loss`` (plus ``vq_weight * vq_loss``) when ``labels`` is given.
+        """
+        merged, visual = self.merge(pixel_values, input_ids, attention_mask, labels)
+        out = call_lm(
+            self.language_model,
+            merged.inputs_embeds,
+            merged.attention_mask,
+            merged.position_ids,
+            labels=merged.labels,
+        )
+        if visual.vq_loss is not None and getattr(out, "loss", None) is not None:
+            out.loss = out.loss + self.vq_weight * visual.vq_loss
+        return out
+
+    @torch.no_grad()
+    def generate(
+        self,
+        pixel_values: Tensor,
+        input_ids: Tensor,
+        attention_mask: Tensor | None = None,
+        **generate_kwargs: Any,
+    ) -> Tensor:
+        """``language_model.generate`` on the merged, left-padded sequence.
+
+        Returns:
+            ``(B, T_new)`` generated token ids (HF returns only new tokens when given
+            ``inputs_embeds``).
+        """
+        generate = getattr(self.language_model, "generate", None)
+        if generate is None:
+            raise TypeError(
+                f"language_model: {type(self.language_model).__name__} has no generate(); use a "
+                f"Hugging Face causal LM"
+            )
+        merged, _ = self.merge(pixel_values, input_ids, attention_mask, padding_side="left")
+        out: Tensor = generate(
+            inputs_embeds=merged.inputs_embeds,
+            attention_mask=merged.attention_mask,
+            **generate_kwargs,
+        )
+        return out
