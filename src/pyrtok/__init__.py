@@ -21,6 +21,7 @@ from pyrtok.pyramid import (
     reconstruct,
 )
 from pyrtok.quantize import MultiScaleResidualQuantizer, VectorQuantizer, nearest_code
+from pyrtok.vlm import HierarchicalVLM, MixedResolutionEncoder, ProgressiveVLM
 
 __version__ = "0.1.0"
 
@@ -28,10 +29,13 @@ __all__ = [
     "Allocation",
     "FrequencyAwareAllocator",
     "GaussianPyramid",
+    "HierarchicalVLM",
     "LapLoss",
     "LaplacianPyramid",
+    "MixedResolutionEncoder",
     "MixedResolutionTokenizer",
     "MultiScaleResidualQuantizer",
+    "ProgressiveVLM",
     "VectorQuantizer",
     "__version__",
     "allocate",
