@@ -2,26 +2,15 @@
 
 from __future__ import annotations
 
-import queue
-import socket
-from datetime import timedelta
 from typing import Any
 
-import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 
 from pyrtok.quantize import MultiScaleResidualQuantizer, VectorQuantizer
+from tests.gloo import init_gloo, run_ranks
 
-WORLD = 2
 TIMEOUT_S = 120
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _batch(rank: int, step: int) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -39,13 +28,7 @@ def _worker(rank: int, port: int, results: Any) -> None:
     # built before init_process_group: syncing must be decided at forward time
     vq = VectorQuantizer(4, 16, kmeans_init=True, dead_code_threshold=2.0, decay=0.8)
     msq = MultiScaleResidualQuantizer(4, 8, scales=(1, 2, 4), kmeans_init=True)
-    dist.init_process_group(
-        "gloo",
-        init_method=f"tcp://127.0.0.1:{port}",
-        rank=rank,
-        world_size=WORLD,
-        timeout=timedelta(seconds=60),
-    )
+    init_gloo(rank, port)
     try:
         counts = []
         for step in range(6):
@@ -81,25 +64,7 @@ def _worker(rank: int, port: int, results: Any) -> None:
 
 
 def test_two_gloo_ranks_stay_identical_and_never_hang() -> None:
-    ctx = mp.get_context("spawn")
-    results = ctx.Queue()
-    port = _free_port()
-    procs = [ctx.Process(target=_worker, args=(r, port, results)) for r in range(WORLD)]
-    for p in procs:
-        p.start()
-    try:
-        out = {}
-        for _ in range(WORLD):
-            try:
-                item = results.get(timeout=TIMEOUT_S)
-            except queue.Empty:
-                pytest.fail(f"a rank did not finish within {TIMEOUT_S} s (hang)")
-            out[item["rank"]] = item
-    finally:
-        for p in procs:
-            p.join(timeout=10)
-            if p.is_alive():
-                p.kill()
+    out = {item["rank"]: item for item in run_ranks(_worker)}
     for item in out.values():
         assert "error" not in item, item.get("error")
     a, b = out[0], out[1]

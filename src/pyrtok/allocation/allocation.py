@@ -26,7 +26,8 @@ class Allocation:
         mask: ``(B, N)`` bool, True for the first ``lengths[b]`` entries (padding is False).
         cell_counts: ``(B, cell_rows, cell_cols)`` int64 tokens per cell.
         image_size: ``(H, W)`` of the images the allocation was made for.
-        min_patch, max_patch: the quadtree patch sizes.
+        min_patch: smallest leaf side in pixels (a level-0 token).
+        max_patch: cell side in pixels, ``min_patch * 2**depth``.
 
     Examples:
         >>> from pyrtok.allocation import allocate

@@ -51,7 +51,8 @@ def allocate(
     Args:
         images: ``(B, C, H, W)`` floating images (finite), each side ``>= max_patch``.
         budget: tokens per image.
-        min_patch, max_patch: leaf sizes; ``max_patch = min_patch * 2**depth``.
+        min_patch: smallest leaf side in pixels (a level-0 token).
+        max_patch: cell side in pixels, ``min_patch * 2**depth``.
         strategy: one of ``"greedy"``, ``"optimal"``, ``"proportional"``, ``"threshold"``,
             ``"uniform"``.
         scorer: ``"laplacian"``, ``"entropy"``, ``"blur"`` (see

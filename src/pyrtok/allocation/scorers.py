@@ -75,7 +75,8 @@ def laplacian_scores(images: Tensor, min_patch: int = 16, max_patch: int = 64) -
 
     Args:
         images: ``(B, C, H, W)`` floating images, each side ``>= max_patch``.
-        min_patch, max_patch: quadtree patch sizes (``max_patch = min_patch * 2**depth``).
+        min_patch: smallest leaf side in pixels (a level-0 token).
+        max_patch: cell side in pixels, ``min_patch * 2**depth``.
 
     Returns:
         ``depth`` maps, entry ``d`` ``(B, cell_rows * 2**d, cell_cols * 2**d)``, float32
@@ -137,7 +138,8 @@ def entropy_scores(
 
     Args:
         images: ``(B, C, H, W)`` floating images in ``[0, 1]``, each side ``>= max_patch``.
-        min_patch, max_patch: quadtree patch sizes.
+        min_patch: smallest leaf side in pixels (a level-0 token).
+        max_patch: cell side in pixels, ``min_patch * 2**depth``.
         bins: histogram bins (APT uses 512).
 
     Returns:
@@ -192,7 +194,8 @@ def blur_scores(images: Tensor, min_patch: int = 16, max_patch: int = 64) -> lis
 
     Args:
         images: ``(B, C, H, W)`` floating images, each side ``>= max_patch``.
-        min_patch, max_patch: quadtree patch sizes.
+        min_patch: smallest leaf side in pixels (a level-0 token).
+        max_patch: cell side in pixels, ``min_patch * 2**depth``.
 
     Returns:
         ``depth`` maps as in :func:`laplacian_scores`, float32 (float64 for float64 input).
