@@ -19,7 +19,7 @@ ConfidenceFn = Callable[[Tensor, Tensor, Tensor], Tensor]
 def first_token_prob(logits: Tensor, tokens: Tensor, mask: Tensor) -> Tensor:
     """Probability of the first answer token.
 
-    Example:
+    Examples:
         >>> logits = torch.tensor([[[2.0, 0.0], [0.0, 0.0]]])
         >>> first_token_prob(logits, torch.tensor([[0, 1]]), torch.ones(1, 2, dtype=torch.bool))
         tensor([0.8808])
@@ -31,7 +31,7 @@ def first_token_prob(logits: Tensor, tokens: Tensor, mask: Tensor) -> Tensor:
 def mean_token_prob(logits: Tensor, tokens: Tensor, mask: Tensor) -> Tensor:
     """``exp(mean log p(token))`` over the answer's tokens (geometric-mean probability).
 
-    Example:
+    Examples:
         >>> logits = torch.tensor([[[2.0, 0.0], [0.0, 0.0]]])
         >>> mean_token_prob(logits, torch.tensor([[0, 1]]), torch.ones(1, 2, dtype=torch.bool))
         tensor([0.6636])
@@ -44,7 +44,7 @@ def mean_token_prob(logits: Tensor, tokens: Tensor, mask: Tensor) -> Tensor:
 def margin(logits: Tensor, tokens: Tensor, mask: Tensor) -> Tensor:
     """Top-1 minus top-2 probability of the first answer token.
 
-    Example:
+    Examples:
         >>> logits = torch.tensor([[[2.0, 0.0]]])
         >>> margin(logits, torch.tensor([[0]]), torch.ones(1, 1, dtype=torch.bool))
         tensor([0.7616])

@@ -52,13 +52,14 @@ class VisionEncoder(nn.Module):
             ``hidden_states[feature_layer]`` (LLaVA uses ``-2``).
         keep_prefix: keep the CLS/register tokens (returned as ``prefix``) instead of dropping
             them.
-        patch_size, hidden_size: read from ``model.config`` for HF models; required otherwise.
+        patch_size: read from ``model.config`` for HF models; required otherwise.
+        hidden_size: read from ``model.config`` for HF models; required otherwise.
 
     Shapes:
         ``images (B, 3, H, W)`` with ``H, W`` multiples of ``patch_size`` ->
         :class:`GridFeatures` ``grid (B, H/p, W/p, D)``, ``prefix (B, P, D)``.
 
-    Example:
+    Examples:
         >>> from transformers import CLIPVisionConfig, CLIPVisionModel
         >>> config = CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
         ...     num_attention_heads=2, image_size=32, patch_size=8)
@@ -160,7 +161,7 @@ def encode_pyramid(encoder: VisionEncoder, images: Tensor, levels: int) -> list[
         ``L`` :class:`GridFeatures`; entry ``s`` (scale ``s``, 0 = coarsest) has a
         ``(B, H / (p * 2**(L-1-s)), W / (p * 2**(L-1-s)), D)`` grid.
 
-    Example:
+    Examples:
         >>> from transformers import ViTConfig, ViTModel
         >>> config = ViTConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=1,
         ...     num_attention_heads=2, image_size=32, patch_size=8)

@@ -87,10 +87,16 @@ class HierarchicalVLM(nn.Module):
         quantizer: optional :class:`~pyrtok.quantize.VectorQuantizer` (``dim = D_v``) applied
             before the projector; its loss times ``vq_weight`` is added to the LM loss.
         freeze: any of ``"encoder"``, ``"projector"``, ``"language_model"`` (no gradients).
-        feature_layer, keep_prefix, patch_size, vision_hidden_size: passed to
-            :class:`~pyrtok.vlm.encoders.VisionEncoder` when ``vision_encoder`` is not one.
+        feature_layer: passed to :class:`~pyrtok.vlm.encoders.VisionEncoder` when
+            ``vision_encoder`` is not one.
+        keep_prefix: passed to :class:`~pyrtok.vlm.encoders.VisionEncoder` when
+            ``vision_encoder`` is not one.
+        patch_size: passed to :class:`~pyrtok.vlm.encoders.VisionEncoder` when
+            ``vision_encoder`` is not one.
+        vision_hidden_size: passed to :class:`~pyrtok.vlm.encoders.VisionEncoder` when
+            ``vision_encoder`` is not one.
 
-    Example:
+    Examples:
         >>> from transformers import CLIPVisionConfig, CLIPVisionModel
         >>> from transformers import LlamaConfig, LlamaForCausalLM
         >>> vision = CLIPVisionModel(CLIPVisionConfig(hidden_size=32, intermediate_size=64,
@@ -189,7 +195,7 @@ class HierarchicalVLM(nn.Module):
         CLS strategy), its projector and its LM. With ``levels=1`` and ``allocator="all"`` the
         logits equal LLaVA's own forward on the same ``input_ids`` (expanded placeholders).
 
-        Example:
+        Examples:
             >>> from pyrtok.vlm.testing import tiny_llava
             >>> llava = tiny_llava()
             >>> vlm = HierarchicalVLM.from_llava(llava)

@@ -21,7 +21,7 @@ class LlavaParts:
 def llava_parts(model: nn.Module) -> LlavaParts:
     """Vision tower, projector, feature layer, CLS strategy and image token of a LLaVA model.
 
-    Example:
+    Examples:
         >>> from pyrtok.vlm.testing import tiny_llava
         >>> parts = llava_parts(tiny_llava())
         >>> parts.feature_layer, parts.keep_prefix, parts.image_token_id

@@ -124,7 +124,7 @@ def _vit_parts(model: nn.Module) -> _ViTParts:
 def vit_patch_size(model: nn.Module) -> int:
     """Patch size of a ViT-family vision model (its patch-embedding conv's kernel).
 
-    Example:
+    Examples:
         >>> from pyrtok.vlm.testing import tiny_clip
         >>> vit_patch_size(tiny_clip())
         8
@@ -145,7 +145,7 @@ def sample_position_embeddings(grid: Tensor, positions: Tensor) -> Tensor:
     Returns:
         ``(B, N, D)`` in the dtype of ``grid``.
 
-    Example:
+    Examples:
         >>> grid = torch.arange(8.0).reshape(2, 2, 2)
         >>> sample_position_embeddings(grid, torch.tensor([[[0.25, 0.75], [0.5, 0.5]]]))
         tensor([[[2., 3.],
@@ -217,7 +217,7 @@ def encode_mixed_resolution(
     Returns:
         :class:`MixedResolutionFeatures` ``tokens (B, N, D)``, ``prefix (B, P, D)``, ``mask``.
 
-    Example:
+    Examples:
         >>> from pyrtok.allocation import allocate
         >>> from pyrtok.vlm.testing import tiny_clip
         >>> x = torch.rand(2, 3, 64, 64)
@@ -278,7 +278,7 @@ class MixedResolutionEncoder(nn.Module):
         ``min_patch`` = the model's patch size -> :class:`MixedResolutionFeatures`
         ``tokens (B, N, D)``, ``prefix (B, P, D)``, ``mask (B, N)``.
 
-    Example:
+    Examples:
         >>> from pyrtok.allocation import FrequencyAwareAllocator
         >>> from pyrtok.vlm.testing import tiny_clip
         >>> encoder = MixedResolutionEncoder(tiny_clip())

@@ -58,7 +58,7 @@ class ProgressiveOutput:
 def check_thresholds(thresholds: tuple[float, ...], levels: int) -> tuple[float, ...]:
     """Validate one threshold per level but the last: in ``(0, 1]`` and not increasing.
 
-    Example:
+    Examples:
         >>> check_thresholds((0.9, 0.8), 3)
         (0.9, 0.8)
     """
@@ -98,9 +98,10 @@ class ProgressiveVLM(HierarchicalVLM):
         max_new_tokens: answer length decoded at every level.
         eos_token_id: ends an answer early (default: the LM config's).
         reuse_cache: reuse the prefix KV cache across levels (``False``: re-prefill, reference).
-        *args, **kwargs: as :class:`HierarchicalVLM` (default ``levels=3``).
+        *args: as :class:`HierarchicalVLM` (default ``levels=3``).
+        **kwargs: as :class:`HierarchicalVLM`.
 
-    Example:
+    Examples:
         >>> from pyrtok.vlm.testing import tiny_clip, tiny_llama
         >>> vlm = ProgressiveVLM(tiny_clip(), tiny_llama(), levels=3, image_token_id=63)
         >>> ids = torch.tensor([[1, 63, 5]] * 2)

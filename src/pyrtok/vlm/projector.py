@@ -16,7 +16,7 @@ class MLPProjector(nn.Module):
     Shapes:
         ``(..., D_v) -> (..., D)``.
 
-    Example:
+    Examples:
         >>> MLPProjector(32, 64)(torch.randn(2, 5, 32)).shape
         torch.Size([2, 5, 64])
     """

@@ -18,7 +18,7 @@ def residual_grids(grids: list[Tensor]) -> list[Tensor]:
     Returns:
         ``L`` grids of the same shapes: ``[G_0, G_1 - up(G_0), ..., G_{L-1} - up(G_{L-2})]``.
 
-    Example:
+    Examples:
         >>> coarse, fine = torch.ones(1, 1, 1, 2), torch.arange(8.0).reshape(1, 2, 2, 2)
         >>> residual_grids([coarse, fine])[1][0, :, :, 0]
         tensor([[-1.,  1.],
@@ -50,7 +50,7 @@ def gather_tokens(
         ``tokens (B, N, D)`` (each row's kept tokens first, zeros after), ``mask (B, N)`` and
         ``scales (B, N)`` int64 (scale of each token; 0 on padding), ``N`` = most kept tokens.
 
-    Example:
+    Examples:
         >>> grids = [torch.ones(2, 1, 1, 3), torch.zeros(2, 2, 2, 3)]
         >>> keep = [torch.ones(2, 1, 1, dtype=torch.bool), torch.tensor([[[1, 0], [0, 0]],
         ...     [[1, 1], [1, 1]]]).bool()]
@@ -83,7 +83,7 @@ def compact(values: Tensor, mask: Tensor, left_pad: bool = False) -> tuple[Tenso
     Returns:
         ``(B, N, ...)`` with zeros on padding, and the ``(B, N)`` mask, ``N = max row count``.
 
-    Example:
+    Examples:
         >>> keep = torch.tensor([[0, 1, 1], [1, 0, 0]]).bool()
         >>> v, m = compact(torch.tensor([[1, 2, 3], [4, 5, 6]]), keep)
         >>> v.tolist(), m.tolist()

@@ -46,7 +46,7 @@ def keep_from_allocation(allocation: Allocation, levels: int) -> list[Tensor]:
     Returns:
         ``L`` bool maps; map ``s`` is ``(B, H / (p * 2**(L-1-s)), W / (p * 2**(L-1-s)))``.
 
-    Example:
+    Examples:
         >>> a = allocate(torch.rand(1, 3, 32, 32), budget=4, min_patch=8, max_patch=32)
         >>> [k.sum().item() for k in keep_from_allocation(a, 3)]
         [1, 4, 0]
@@ -81,7 +81,7 @@ def keep_from_allocation(allocation: Allocation, levels: int) -> list[Tensor]:
 class AllSelector(nn.Module):
     """Keep every token of every scale.
 
-    Example:
+    Examples:
         >>> [k.all().item() for k in AllSelector()(None, [torch.zeros(1, 1, 1, 4)], None, 8)]
         [True]
     """
@@ -98,7 +98,8 @@ class FrequencySelector(nn.Module):
     Args:
         detail: fraction of the possible quadtree splits to make (0: coarse tokens only,
             1: every residual token); the budget is ``cells + 3 * round(detail * max_splits)``.
-        strategy, scorer: as :func:`~pyrtok.allocation.allocate`.
+        strategy: as :func:`~pyrtok.allocation.allocate`.
+        scorer: as :func:`~pyrtok.allocation.allocate`.
         allocator: a :class:`~pyrtok.allocation.FrequencyAwareAllocator` to use instead (its
             fixed budget; ``min_patch`` must be the encoder patch size and ``max_patch``
             ``patch_size * 2**(levels - 1)``).
@@ -106,7 +107,7 @@ class FrequencySelector(nn.Module):
     Shapes:
         ``images (B, C, H, W)`` -> ``L`` bool maps ``(B, h_s, w_s)``.
 
-    Example:
+    Examples:
         >>> grids = [torch.zeros(2, 2, 2, 4), torch.zeros(2, 4, 4, 4)]
         >>> keep = FrequencySelector(detail=0.5)(torch.rand(2, 3, 32, 32), grids, None, 8)
         >>> [k.sum(dim=(1, 2)).tolist() for k in keep]
@@ -170,7 +171,7 @@ class QuerySelector(nn.Module):
     Shapes:
         ``query (B, query_dim)``, grids ``(B, h_s, w_s, feature_dim)`` -> bool ``(B, h_s, w_s)``.
 
-    Example:
+    Examples:
         >>> selector = QuerySelector(query_dim=16, feature_dim=4, detail=0.25)
         >>> keep = selector(None, [torch.zeros(1, 1, 1, 4), torch.randn(1, 4, 4, 4)],
         ...     torch.randn(1, 16), 8)

@@ -42,7 +42,7 @@ def positions_from_mask(mask: Tensor, start: Tensor | None = None) -> Tensor:
     """``(B, S)`` position ids: ``start + (number of real tokens before)``; padding repeats the
     previous position (it is masked anyway).
 
-    Example:
+    Examples:
         >>> positions_from_mask(torch.tensor([[1, 1, 0, 1]]), torch.tensor([5])).tolist()
         [[5, 6, 6, 7]]
     """
@@ -88,10 +88,10 @@ def split_at_image(
         visual_counts: ``(B,)`` visual tokens per row.
 
     Raises:
-        ValueError: a row without placeholders, or with a run that is neither 1 nor its visual
-        count long, or placeholders that are not contiguous.
+        ValueError: a row without placeholders, or with a run that is neither 1 nor its
+            visual count long, or placeholders that are not contiguous.
 
-    Example:
+    Examples:
         >>> ids = torch.tensor([[5, 9, 6, 7], [0, 5, 9, 6]])
         >>> before, after = split_at_image(ids, torch.tensor([[1, 1, 1, 1], [0, 1, 1, 1]]), 9,
         ...     torch.tensor([3, 2]))
@@ -153,7 +153,7 @@ def merge_sequence(
     Returns:
         :class:`MergedSequence` of length ``S = max_b(text_b + visual_b)``.
 
-    Example:
+    Examples:
         >>> ids = torch.tensor([[5, 9, 6], [5, 9, 6]])
         >>> merged = merge_sequence(torch.zeros(2, 3, 4), ids, None, torch.ones(2, 3, 4),
         ...     torch.tensor([[1, 1, 1], [1, 0, 0]]).bool(), 9, padding_side="left")

@@ -11,7 +11,7 @@ from torch import nn
 def tiny_llama(vocab_size: int = 64, hidden_size: int = 32, layers: int = 2, seed: int = 0) -> Any:
     """A ``LlamaForCausalLM`` with random weights (eager attention).
 
-    Example:
+    Examples:
         >>> tiny_llama().config.hidden_size
         32
     """
@@ -36,7 +36,7 @@ def tiny_clip(
 ) -> nn.Module:
     """A ``CLIPVisionModel`` with random weights.
 
-    Example:
+    Examples:
         >>> tiny_clip().config.patch_size
         8
     """
@@ -59,7 +59,7 @@ def tiny_clip(
 def tiny_llava(image_token_id: int = 63, seed: int = 0) -> Any:
     """A ``LlavaForConditionalGeneration`` (CLIP vision + Llama, feature layer -2, CLS dropped).
 
-    Example:
+    Examples:
         >>> tiny_llava().config.image_token_id
         63
     """
