@@ -1,7 +1,9 @@
 """ProgressiveVLM: KV reuse equals re-prefilling, per-sample exits, equality with the full
-forward, confidences, thresholds."""
+forward, confidences, thresholds, per-level timing."""
 
 from __future__ import annotations
+
+import time
 
 import pytest
 import torch
@@ -118,3 +120,22 @@ def test_first_step_confidence_skips_discarded_answers(reuse: bool) -> None:
     _assert_same(a, full.progressive_generate(x, ids, mask, reuse_cache=reuse))
     _assert_same(a, lazy.progressive_generate(x, ids, mask, reuse_cache=not reuse))
     assert sorted(a.exit_level.tolist()) == [0, 1, 1]
+
+
+@pytest.mark.parametrize("reuse", [True, False])
+def test_level_seconds_one_entry_per_level_run(reuse: bool) -> None:
+    x, (ids, mask) = images(3), prompts(3)
+    vlm = progressive(thresholds=(1.0, 1.0))
+    start = time.perf_counter()
+    out = vlm.progressive_generate(x, ids, mask, reuse_cache=reuse)
+    took = time.perf_counter() - start
+    assert len(out.level_seconds) == 3  # nobody is confident enough: every level runs
+    assert all(isinstance(t, float) and t >= 0 for t in out.level_seconds)
+    assert sum(out.level_seconds) <= took
+    vlm.thresholds = check_thresholds((float(out.confidence[:, 0].max()), 1e-6), 3)
+    mixed = vlm.progressive_generate(x, ids, mask, reuse_cache=reuse)
+    assert sorted(mixed.exit_level.tolist()) == [0, 1, 1]
+    assert len(mixed.level_seconds) == 2  # level 2 is never reached
+    assert all(t >= 0 for t in mixed.level_seconds)
+    vlm.confidence = lambda lg, tk, m: torch.ones(lg.shape[0])  # everyone stops at level 0
+    assert len(vlm.progressive_generate(x, ids, mask, reuse_cache=reuse).level_seconds) == 1

@@ -14,11 +14,15 @@ Layout per row: each segment (prefix, a level's tokens, the question, each answe
 packed to the left and right-padded to the batch's longest; padding in the middle of a row is
 masked out and ``position_ids`` count real tokens only, so a row's logits do not depend on the
 other rows.
+
+``ProgressiveOutput.level_seconds`` records the wall time of each level run, so the cost of the
+refinement levels (``level_seconds[1:]``) can be measured on its own.
 """
 
 from __future__ import annotations
 
 import itertools
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,6 +48,12 @@ class ProgressiveOutput:
         visual_tokens: ``(B,)`` int64 visual tokens the sample used (levels ``0..exit``).
         confidence: ``(B, L)`` float32 confidence at each level reached (NaN after the exit).
         lm_tokens: real tokens fed to the LM over all levels (prefill + question + decoding).
+        level_seconds: wall time (``time.perf_counter``) of each level run, one entry per level
+            reached (``max(exit_level) + 1`` entries). Level ``s`` covers carrying the cache (or
+            the history) of the samples still active over from level ``s - 1``, its LM prefill,
+            the answer decoding and the confidence; level 0 also covers what only it does
+            (image encoding, splitting and embedding the prompt). Assembling the output is not
+            counted. ``sum(level_seconds[1:])`` is the time spent refining.
     """
 
     sequences: Tensor
@@ -53,6 +63,7 @@ class ProgressiveOutput:
     visual_tokens: Tensor
     confidence: Tensor
     lm_tokens: int
+    level_seconds: tuple[float, ...]
 
 
 def check_thresholds(thresholds: tuple[float, ...], levels: int) -> tuple[float, ...]:
@@ -221,6 +232,8 @@ class ProgressiveVLM(HierarchicalVLM):
         Returns:
             :class:`ProgressiveOutput`.
         """
+        tick = time.perf_counter()
+        level_seconds: list[float] = []
         reuse = self.reuse_cache if reuse_cache is None else reuse_cache
         real = check_prompt(input_ids, attention_mask)
         visual = self._visual(pixel_values, input_ids, attention_mask)
@@ -285,9 +298,6 @@ class ProgressiveVLM(HierarchicalVLM):
                 fed += more
             score = early if early is not None else self.confidence(logits, tokens, valid).float()
             lm_tokens += fed
-            if reuse:  # back to the prefix: drop the question and the answer
-                cache = level_cache
-                cache.crop(-(q[0].shape[1] + (self.max_new_tokens - 1 if decoded else 0)))
             confidence[active, s] = score
             last = s == self.levels - 1
             stop = torch.ones_like(score, dtype=torch.bool) if last else score >= self.thresholds[s]
@@ -295,11 +305,16 @@ class ProgressiveVLM(HierarchicalVLM):
                 results[int(active[i])] = (logits[i], tokens[i], valid[i])
             exit_level[active[stop]] = s
             keep = (~stop).nonzero().flatten()
+            now = time.perf_counter()  # the carry-over below is the next level's work
+            level_seconds.append(now - tick)
+            tick = now
             if keep.numel() == 0:
                 break
             active = active[keep]
             past_mask = past_mask[keep]
-            if reuse:
+            if reuse:  # back to the prefix (drop the question and the answer), survivors only
+                cache = level_cache
+                cache.crop(-(q[0].shape[1] + (self.max_new_tokens - 1 if decoded else 0)))
                 cache.batch_select_indices(keep)
             else:
                 history = (history[0][keep], history[1][keep])
@@ -313,4 +328,5 @@ class ProgressiveVLM(HierarchicalVLM):
             visual_tokens=(per_scale * (steps <= exit_level[:, None])).sum(1),
             confidence=confidence,
             lm_tokens=lm_tokens,
+            level_seconds=tuple(level_seconds),
         )
