@@ -3,12 +3,45 @@
 from __future__ import annotations
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
+from transformers import (
+    CLIPVisionConfig,
+    CLIPVisionModel,
+    Dinov2Config,
+    Dinov2Model,
+    SiglipVisionConfig,
+    SiglipVisionModel,
+    ViTConfig,
+    ViTModel,
+)
 
 from pyrtok.vlm import HierarchicalVLM, ProgressiveVLM
 from pyrtok.vlm.testing import tiny_clip, tiny_llama
 
 IMAGE = 63
+
+VISION_MODELS = ("clip", "siglip", "vit", "dinov2")
+_VISION_SIZES = dict(
+    hidden_size=32,
+    intermediate_size=64,
+    num_hidden_layers=2,
+    num_attention_heads=2,
+    image_size=32,
+    patch_size=8,
+)
+
+
+def vision_model(name: str) -> nn.Module:
+    """A tiny random-weight HF vision model (32 px, 8 px patches, width 32), in eval mode."""
+    torch.manual_seed(0)
+    builders = {
+        "clip": lambda: CLIPVisionModel(CLIPVisionConfig(**_VISION_SIZES)),
+        "siglip": lambda: SiglipVisionModel(SiglipVisionConfig(**_VISION_SIZES)),
+        "vit": lambda: ViTModel(ViTConfig(**_VISION_SIZES), add_pooling_layer=False),
+        "dinov2": lambda: Dinov2Model(Dinov2Config(**_VISION_SIZES)),
+    }
+    model: nn.Module = builders[name]().eval()
+    return model
 
 
 def images(batch: int = 3, size: int = 64, seed: int = 0) -> Tensor:

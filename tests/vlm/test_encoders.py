@@ -5,35 +5,14 @@ from __future__ import annotations
 import pytest
 import torch
 from torch import Tensor, nn
-from transformers import (
-    CLIPVisionConfig,
-    CLIPVisionModel,
-    Dinov2Config,
-    Dinov2Model,
-    SiglipVisionConfig,
-    SiglipVisionModel,
-    ViTConfig,
-    ViTModel,
-)
 
 from pyrtok.vlm import VisionEncoder, encode_pyramid
-
-SMALL = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2)
-
-
-def _models() -> dict[str, nn.Module]:
-    torch.manual_seed(0)
-    return {
-        "clip": CLIPVisionModel(CLIPVisionConfig(**SMALL, image_size=32, patch_size=8)),
-        "siglip": SiglipVisionModel(SiglipVisionConfig(**SMALL, image_size=32, patch_size=8)),
-        "vit": ViTModel(ViTConfig(**SMALL, image_size=32, patch_size=8), add_pooling_layer=False),
-        "dinov2": Dinov2Model(Dinov2Config(**SMALL, image_size=32, patch_size=8)),
-    }
+from tests.vlm.helpers import VISION_MODELS, vision_model
 
 
-@pytest.mark.parametrize("name", ["clip", "siglip", "vit", "dinov2"])
+@pytest.mark.parametrize("name", VISION_MODELS)
 def test_hf_encoders_at_pyramid_levels(name: str) -> None:
-    model = _models()[name].eval()
+    model = vision_model(name)
     encoder = VisionEncoder(model, feature_layer=-2, keep_prefix=True)
     x = torch.rand(2, 3, 64, 128)
     feats = encode_pyramid(encoder, x, levels=3)

@@ -5,16 +5,6 @@ from __future__ import annotations
 import pytest
 import torch
 from torch import Tensor, nn
-from transformers import (
-    CLIPVisionConfig,
-    CLIPVisionModel,
-    Dinov2Config,
-    Dinov2Model,
-    SiglipVisionConfig,
-    SiglipVisionModel,
-    ViTConfig,
-    ViTModel,
-)
 
 from pyrtok.allocation import TokenizedImages, allocate, tokenize
 from pyrtok.vlm import (
@@ -22,28 +12,7 @@ from pyrtok.vlm import (
     encode_mixed_resolution,
     sample_position_embeddings,
 )
-
-SMALL = dict(
-    hidden_size=32,
-    intermediate_size=64,
-    num_hidden_layers=2,
-    num_attention_heads=2,
-    image_size=32,
-    patch_size=8,
-)
-NAMES = ["clip", "siglip", "vit", "dinov2"]
-
-
-def _model(name: str) -> nn.Module:
-    torch.manual_seed(0)
-    models = {
-        "clip": lambda: CLIPVisionModel(CLIPVisionConfig(**SMALL)),
-        "siglip": lambda: SiglipVisionModel(SiglipVisionConfig(**SMALL)),
-        "vit": lambda: ViTModel(ViTConfig(**SMALL), add_pooling_layer=False),
-        "dinov2": lambda: Dinov2Model(Dinov2Config(**SMALL)),
-    }
-    model: nn.Module = models[name]().eval()
-    return model
+from tests.vlm.helpers import VISION_MODELS, vision_model
 
 
 def _raster(features: Tensor, positions: Tensor, side: int) -> Tensor:
@@ -53,10 +22,10 @@ def _raster(features: Tensor, positions: Tensor, side: int) -> Tensor:
     return torch.gather(features, 1, order[..., None].expand_as(features))
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", VISION_MODELS)
 @pytest.mark.parametrize("feature_layer", [None, -2])
 def test_level0_grid_is_the_models_forward(name: str, feature_layer: int | None) -> None:
-    model = _model(name)
+    model = vision_model(name)
     x = torch.rand(2, 3, 32, 32)
     tokens = tokenize(x, allocate(x, budget=16, min_patch=8, max_patch=16))
     assert tokens.mask.all()
@@ -76,9 +45,9 @@ def test_level0_grid_is_the_models_forward(name: str, feature_layer: int | None)
     )
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", VISION_MODELS)
 def test_padding_does_not_change_real_tokens(name: str) -> None:
-    model = _model(name)
+    model = vision_model(name)
     x = torch.rand(2, 3, 64, 64)
     short = tokenize(x[:1], allocate(x[:1], budget=10, min_patch=8, max_patch=32))
     long = tokenize(x[1:], allocate(x[1:], budget=22, min_patch=8, max_patch=32))
@@ -116,7 +85,7 @@ class _NoMaskLayer(nn.Module):
 
 
 def test_layers_without_mask_run_each_image_alone() -> None:
-    model = _model("siglip")
+    model = vision_model("siglip")
     x = torch.rand(2, 3, 64, 64)
     short = tokenize(x[:1], allocate(x[:1], budget=10, min_patch=8, max_patch=32))
     long = tokenize(x[1:], allocate(x[1:], budget=22, min_patch=8, max_patch=32))
@@ -147,7 +116,7 @@ def test_position_sampling_at_grid_centres_is_the_grid() -> None:
 
 
 def test_module_matches_function_and_is_differentiable() -> None:
-    model = _model("clip")
+    model = vision_model("clip")
     x = torch.rand(2, 3, 64, 64, requires_grad=True)
     allocation = allocate(x.detach(), budget=16, min_patch=8, max_patch=32)
     out = MixedResolutionEncoder(model, feature_layer=-1)(x, allocation)
@@ -159,7 +128,7 @@ def test_module_matches_function_and_is_differentiable() -> None:
 
 
 def test_bad_input_raises_clear_errors() -> None:
-    model = _model("vit")
+    model = vision_model("vit")
     x = torch.rand(1, 3, 64, 64)
     coarse = allocate(x, budget=4, min_patch=16, max_patch=32)
     with pytest.raises(ValueError, match="patch size 8"):
