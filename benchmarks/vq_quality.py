@@ -23,6 +23,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 from torch import Tensor, nn
+from vq_matched import IMPLEMENTATIONS, matched_quantizer
 
 TRAIN_PHOTOS = ("astronaut", "chelsea", "coffee", "rocket")
 EVAL_PHOTOS = ("china", "flower")
@@ -47,32 +48,6 @@ def patches(images: list[np.ndarray], size: int) -> Tensor:
         grid = t[:h, :w].reshape(h // size, size, w // size, size, 3).permute(0, 2, 1, 3, 4)
         out.append(grid.reshape(-1, size * size * 3))
     return torch.cat(out)
-
-
-def build(impl: str, dim: int, codebook_size: int, kmeans: bool, threshold: float) -> nn.Module:
-    """A quantiser with the matched settings."""
-    if impl == "pyrtok":
-        from pyrtok.quantize import VectorQuantizer
-
-        return VectorQuantizer(
-            dim,
-            codebook_size,
-            decay=0.99,
-            beta=0.25,
-            kmeans_init=kmeans,
-            dead_code_threshold=threshold,
-        )
-    from vector_quantize_pytorch import VectorQuantize
-
-    return VectorQuantize(
-        dim=dim,
-        codebook_size=codebook_size,
-        decay=0.99,
-        commitment_weight=0.25,
-        rotation_trick=False,
-        kmeans_init=kmeans,
-        threshold_ema_dead_code=threshold,
-    )
 
 
 def evaluate(module: nn.Module, data: Tensor, codebook_size: int) -> dict[str, float]:
@@ -100,7 +75,8 @@ def fit(
 ) -> nn.Module:
     """``args.steps`` training-mode forwards on random batches (the EMA learns in forward)."""
     torch.manual_seed(seed)
-    module = build(impl, train.shape[1], args.codebook_size, kmeans, threshold).to(train.device)
+    module = matched_quantizer(impl, train.shape[1], args.codebook_size, kmeans, threshold)
+    module = module.to(train.device)
     module.train()
     gen = torch.Generator(device="cpu").manual_seed(seed)
     for _ in range(args.steps):
@@ -143,7 +119,7 @@ def main(argv: list[str] | None = None) -> str:
         "|---|---|---:|---:|---:|",
     ]
     for config, (kmeans, threshold) in CONFIGS.items():
-        for impl in ("pyrtok", "vector-quantize-pytorch"):
+        for impl in IMPLEMENTATIONS:
             runs = [
                 evaluate(
                     fit(impl, train, args, kmeans, threshold, seed), held_out, args.codebook_size

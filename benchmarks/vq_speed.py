@@ -20,32 +20,7 @@ import subprocess
 import sys
 import time
 
-IMPLEMENTATIONS = ("pyrtok", "vector-quantize-pytorch")
-
-
-def _build(impl: str, dim: int, codebook_size: int, precision: str) -> object:
-    if impl == "pyrtok":
-        from pyrtok.quantize import VectorQuantizer
-
-        return VectorQuantizer(
-            dim,
-            codebook_size,
-            decay=0.99,
-            beta=0.25,
-            estimator="ste",
-            search_precision=precision,  # type: ignore[arg-type]
-        )
-    from vector_quantize_pytorch import VectorQuantize
-
-    return VectorQuantize(
-        dim=dim,
-        codebook_size=codebook_size,
-        decay=0.99,
-        commitment_weight=0.25,
-        rotation_trick=False,
-        kmeans_init=False,
-        threshold_ema_dead_code=0,
-    )
+from vq_matched import IMPLEMENTATIONS, matched_quantizer
 
 
 def worker(args: argparse.Namespace) -> dict[str, float]:
@@ -55,7 +30,9 @@ def worker(args: argparse.Namespace) -> dict[str, float]:
     import_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     device = torch.device(args.device)
     torch.manual_seed(args.seed)
-    module = _build(args.worker, args.dim, args.codebook_size, args.precision)
+    module = matched_quantizer(
+        args.worker, args.dim, args.codebook_size, search_precision=args.precision
+    )
     assert isinstance(module, torch.nn.Module)
     module = module.to(device).train()
     x = torch.randn(1, args.n, args.dim, device=device)
