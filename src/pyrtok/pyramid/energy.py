@@ -107,13 +107,12 @@ def laplacian_energy(
         (4, torch.Size([2, 4, 4, 3]))
     """
     fused = fused_taps(x, kernel, border)
-    if fused is None or resolve_levels(x, levels, kernel) == 1:
+    count = resolve_levels(x, levels, kernel) if fused is not None else 1
+    if fused is None or count == 1:
         pyramid = laplacian_pyramid(x, levels, kernel, border)
         return pyramid, band_energy(pyramid, patch_size, check_finite)
     height, width = _check_patch_size(x, patch_size, "x")
-    pyramid, fused_energy = triton_laplacian_energy(
-        x, resolve_levels(x, levels, kernel), fused, patch_size
-    )
+    pyramid, fused_energy = triton_laplacian_energy(x, count, fused, patch_size)
     maps = [
         fused_energy[..., k, :, :]
         if patch_size % 2**k == 0
