@@ -119,6 +119,7 @@ def test_the_experiment_runs_end_to_end_at_smoke_size(tmp_path: Path) -> None:
     saved = json.loads((tmp_path / "out" / "results.json").read_text())
     assert set(saved["runs"][0]["accuracy"]) == set(model.ALLOCATORS)
     assert (tmp_path / "out" / "accuracy_vs_tokens.png").stat().st_size > 0
+    assert (tmp_path / "out" / "allocations.png").stat().st_size > 0
     table = (tmp_path / "out" / "results.md").read_text()
     assert table.count("| laplacian |") == 2
     checkpoint = next((tmp_path / "ckpt").rglob("*-laplacian.pt"))

@@ -108,7 +108,8 @@ def build(
     width: int = 128,
     freeze: tuple[str, ...] = ("encoder",),
 ) -> nn.Module:
-    """A randomly initialised needle VLM (ViT encoder + Llama LM, ~1.2M parameters)."""
+    """A randomly initialised needle VLM: conv-stem ViT (0.47M parameters) + Llama (0.34M) +
+    projector, 0.84M in all; the encoder frozen by default, as in stage 2."""
     torch.manual_seed(seed)
     vision = ViTModel(
         ViTConfig(

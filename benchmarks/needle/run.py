@@ -36,6 +36,7 @@ from model import (
     normalise,
     predict,
     set_budget,
+    uniform_scores,
     visual_tokens,
 )
 from scenes import VARIANTS, scenes
@@ -222,6 +223,25 @@ def plot(results: list[dict], path: Path) -> None:
     figure.savefig(path, dpi=120)
 
 
+def allocation_examples(path: Path, splits: int = EVAL_SPLITS[0], count: int = 3) -> None:
+    """PNG: test scenes (rows: plain then distractor) with each allocator's quadtree leaves at
+    ``16 + 4 * splits`` visual tokens (columns: :data:`ALLOCATORS`)."""
+    from pyrtok.allocation import allocate
+    from pyrtok.viz import allocation_overlay, save_png, side_by_side
+
+    rows = []
+    for variant in VARIANTS:
+        images = scenes("test", variant, 1000, count)[0].float() / 255
+        for image in images:
+            cells = []
+            for allocator in ALLOCATORS:
+                scorer = uniform_scores if allocator == "uniform" else allocator
+                leaves = allocate(image[None], 16 + 3 * splits, 16, 64, "greedy", scorer)
+                cells.append(allocation_overlay(image, leaves))
+            rows.append(side_by_side(cells))
+    save_png(torch.cat(rows, dim=1), path)
+
+
 def main(argv: list[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
@@ -250,6 +270,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     markdown = tables(results)
     (args.out / "results.md").write_text(markdown)
     plot(results, args.out / "accuracy_vs_tokens.png")
+    allocation_examples(args.out / "allocations.png")
     print(markdown)
     return results
 
