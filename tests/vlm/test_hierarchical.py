@@ -60,6 +60,19 @@ def test_from_llava_logits_equal_llava() -> None:
     assert isinstance(ProgressiveVLM.from_llava(llava, levels=2), ProgressiveVLM)
 
 
+def test_freezing_a_wrapped_llavas_language_model_leaves_its_tower_and_projector() -> None:
+    vlm = HierarchicalVLM.from_llava(tiny_llava(), levels=2, freeze=("language_model",))
+    tower = {id(p) for p in vlm.vision_encoder.parameters()}
+    projector = {id(p) for p in vlm.projector.parameters()}
+    trainable = {id(p) for p in vlm.parameters() if p.requires_grad}
+    assert tower | projector <= trainable
+    lm_only = [p for p in vlm.language_model.parameters() if id(p) not in tower | projector]
+    assert lm_only
+    assert not any(p.requires_grad for p in lm_only)
+    both = HierarchicalVLM.from_llava(tiny_llava(), freeze=("language_model", "projector"))
+    assert not any(p.requires_grad for p in both.projector.parameters())
+
+
 def test_training_step_reaches_every_part_and_freeze() -> None:
     vlm = hierarchical(levels=2).train()
     x, (ids, mask) = images(3), prompts(3)

@@ -183,9 +183,14 @@ class HierarchicalVLM(nn.Module):
             "encoder": self.vision_encoder,
             "projector": self.projector,
         }
+        # A wrapped LLaVA's language_model holds its vision tower and projector too: freezing
+        # the LM must leave those to their own names.
+        others = {id(p) for name in ("encoder", "projector") for p in parts[name].parameters()}
         for name in FREEZABLE:
             if name in freeze:
-                parts[name].requires_grad_(False)
+                for parameter in parts[name].parameters():
+                    if name != "language_model" or id(parameter) not in others:
+                        parameter.requires_grad_(False)
 
     @classmethod
     def from_llava(
