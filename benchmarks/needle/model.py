@@ -160,9 +160,9 @@ def normalise(images: Tensor) -> Tensor:
 def prompts(labels: Tensor) -> tuple[Tensor, Tensor]:
     """``input_ids`` (prompt + answer digit + EOS) and ``labels`` (-100 but the answer)."""
     batch = labels.shape[0]
-    prompt = torch.tensor(PROMPT).expand(batch, -1)
+    prompt = torch.tensor(PROMPT, device=labels.device).expand(batch, -1)
     answer = (labels + FIRST_DIGIT)[:, None]
-    ids = torch.cat([prompt, answer, torch.full((batch, 1), EOS)], 1)
+    ids = torch.cat([prompt, answer, torch.full_like(answer, EOS)], 1)
     targets = torch.full_like(ids, -100)
     targets[:, len(PROMPT)] = answer[:, 0]
     return ids, targets
@@ -179,7 +179,7 @@ def set_budget(vlm: nn.Module, splits: int, max_scale: int = LEVELS - 1) -> None
 def predict(vlm: nn.Module, images: Tensor) -> tuple[Tensor, Tensor]:
     """Predicted digits ``(B,)`` and the visual tokens each image got ``(B,)``."""
     batch = images.shape[0]
-    ids = torch.tensor(PROMPT).expand(batch, -1)
+    ids = torch.tensor(PROMPT, device=images.device).expand(batch, -1)
     merged, visual = vlm.merge(normalise(images), ids)
     logits = vlm.language_model(
         inputs_embeds=merged.inputs_embeds,
@@ -187,5 +187,5 @@ def predict(vlm: nn.Module, images: Tensor) -> tuple[Tensor, Tensor]:
         position_ids=merged.position_ids,
     ).logits
     last = merged.attention_mask.sum(1) - 1
-    step = logits[torch.arange(batch), last, FIRST_DIGIT : FIRST_DIGIT + 10]
+    step = logits[torch.arange(batch, device=logits.device), last, FIRST_DIGIT : FIRST_DIGIT + 10]
     return step.argmax(-1), visual.counts

@@ -70,12 +70,13 @@ def accuracy_at(
 ) -> float:
     """Answer accuracy with ``splits`` quadtree splits per image (``16 + 4 * splits`` tokens)."""
     images, labels = test[0], test[1]
+    device = next(vlm.parameters()).device
     set_budget(vlm, splits)
     correct = 0
     for part in _batches(len(images), batch):
-        predicted, counts = predict(vlm, images[part])
+        predicted, counts = predict(vlm, images[part].to(device))
         assert bool((counts == visual_tokens(splits)).all()), "budget not met exactly"
-        correct += int((predicted == labels[part]).sum())
+        correct += int((predicted.cpu() == labels[part]).sum())
     return correct / len(images)
 
 
@@ -84,15 +85,16 @@ def progressive_sweep(
 ) -> list[dict[str, float]]:
     """ProgressiveVLM (thresholds ``(t, t)``) at the finest budget: accuracy and mean tokens."""
     images, labels = test[0], test[1]
+    device = next(vlm.parameters()).device
     set_budget(vlm, EVAL_SPLITS[-1])
     rows = []
     for threshold in THRESHOLDS:
         vlm.thresholds = (threshold, threshold)
         correct, tokens = 0, 0
         for part in _batches(len(images), batch):
-            ids = torch.tensor(PROMPT).expand(part.stop - part.start, -1)
-            out = vlm.progressive_generate(normalise(images[part]), ids)
-            correct += int((out.sequences[:, 0] == labels[part] + FIRST_DIGIT).sum())
+            ids = torch.tensor(PROMPT, device=device).expand(part.stop - part.start, -1)
+            out = vlm.progressive_generate(normalise(images[part].to(device)), ids)
+            correct += int((out.sequences[:, 0].cpu() == labels[part] + FIRST_DIGIT).sum())
             tokens += int(out.visual_tokens.sum())
         rows.append(
             {
@@ -105,19 +107,20 @@ def progressive_sweep(
 
 
 def run_one(
-    variant: str, seed: int, config: Config, checkpoints: Path, threads: int
+    variant: str, seed: int, config: Config, checkpoints: Path, threads: int, device: str
 ) -> dict[str, object]:
     """Every model of one (variant, seed): accuracies per allocator and budget, and progressive."""
     torch.set_num_threads(threads)
+    target = torch.device(device)
     start = time.perf_counter()
     data = scenes("train", variant, seed, config.train_scenes)
     test = scenes("test", variant, 1000 + seed, config.test_scenes)
     encoder_path = checkpoints / f"{variant}-seed{seed}-encoder.pt"
     encoder_accuracy = None
     if encoder_path.exists():
-        encoder_state = torch.load(encoder_path, weights_only=True)
+        encoder_state = torch.load(encoder_path, map_location=target, weights_only=True)
     else:
-        vision = build("uniform", seed).vision_encoder.model
+        vision = build("uniform", seed).vision_encoder.model.to(target)
         encoder_accuracy = pretrain_encoder(vision, data, config.encoder, seed)
         encoder_state = vision.state_dict()
         encoder_path.parent.mkdir(parents=True, exist_ok=True)
@@ -125,13 +128,19 @@ def run_one(
     accuracy: dict[str, dict[int, float]] = {}
     for allocator in ALLOCATORS:
         path = checkpoints / f"{variant}-seed{seed}-{allocator}.pt"
-        vlm = trained_vlm(allocator, seed, encoder_state, data, config.vlm, path)
+        vlm = trained_vlm(allocator, seed, encoder_state, data, config.vlm, path, target)
         accuracy[allocator] = {
             visual_tokens(s): accuracy_at(vlm, test, s, config.eval_batch)
             for s in (0, *EVAL_SPLITS)
         }
-    progressive = build("laplacian", seed, progressive=True)
-    progressive.load_state_dict(vlm_state(checkpoints / f"{variant}-seed{seed}-laplacian.pt"))
+    progressive = build("laplacian", seed, progressive=True).to(target)
+    progressive.load_state_dict(
+        torch.load(
+            checkpoints / f"{variant}-seed{seed}-laplacian.pt",
+            map_location=target,
+            weights_only=True,
+        )
+    )
     return {
         "variant": variant,
         "seed": seed,
@@ -140,11 +149,6 @@ def run_one(
         "progressive": progressive_sweep(progressive.eval(), test, config.eval_batch),
         "seconds": time.perf_counter() - start,
     }
-
-
-def vlm_state(path: Path) -> dict[str, torch.Tensor]:
-    state: dict[str, torch.Tensor] = torch.load(path, weights_only=True)
-    return state
 
 
 def _spread(values: list[float]) -> str:
@@ -252,14 +256,18 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--quick", action="store_true", help="smoke size: checks the pipeline")
     parser.add_argument("--out", type=Path, default=Path("docs/needle"))
     parser.add_argument("--checkpoints", type=Path, default=Path(".needle"))
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (use --jobs 1 on cuda)")
     args = parser.parse_args(argv)
     config = QUICK if args.quick else FULL
     checkpoints = args.checkpoints / ("quick" if args.quick else "full")
     jobs = [(variant, seed) for variant in args.variants for seed in range(args.seeds)]
-    with ProcessPoolExecutor(max_workers=args.jobs) as pool:
-        threads = max(1, (os.cpu_count() or 1) // args.jobs)
-        futures = [pool.submit(run_one, v, s, config, checkpoints, threads) for v, s in jobs]
-        results = [future.result() for future in futures]
+    threads = max(1, (os.cpu_count() or 1) // args.jobs)
+    work = [(v, s, config, checkpoints, threads, args.device) for v, s in jobs]
+    if args.jobs == 1:
+        results = [run_one(*job) for job in work]
+    else:
+        with ProcessPoolExecutor(max_workers=args.jobs) as pool:
+            results = list(pool.map(run_one, *zip(*work, strict=True)))
     results = json.loads(json.dumps(results))  # str budget keys, as read back from the file
     for result in results:
         result["tests"] = config.test_scenes

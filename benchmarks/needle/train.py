@@ -61,7 +61,7 @@ def token_targets(boxes: Tensor, grid: int, size: int) -> Tensor:
     half = boxes[:, 2:].float() / 4
     low = ((centre - half) / cell).floor().long().clamp(0, grid - 1)
     high = ((centre + half) / cell).floor().long().clamp(0, grid - 1)
-    index = torch.arange(grid)
+    index = torch.arange(grid, device=boxes.device)
     rows = (index[None] >= low[:, :1]) & (index[None] <= high[:, :1])
     cols = (index[None] >= low[:, 1:]) & (index[None] <= high[:, 1:])
     return (rows[:, :, None] & cols[:, None, :]).flatten(1)
@@ -73,7 +73,8 @@ def pretrain_encoder(
     """Stage 1 in place on ``vision`` (an HF ViT); returns the last 50 steps' accuracy of the
     digit tokens' class."""
     images, labels, boxes = data
-    head = nn.Linear(vision.config.hidden_size, 11)  # 10 digits + background
+    device = next(vision.parameters()).device
+    head = nn.Linear(vision.config.hidden_size, 11, device=device)  # 10 digits + background
     vision.requires_grad_(True)
     params = [*vision.parameters(), *head.parameters()]
     optimiser, scheduler = _optimiser(params, schedule)
@@ -83,13 +84,13 @@ def pretrain_encoder(
     bar = tqdm(range(schedule.steps), desc="encoder", leave=False)
     for step in bar:
         pick = torch.randint(len(images), (schedule.batch,), generator=generator)
-        pixels = normalise(images[pick])
+        pixels = normalise(images[pick].to(device))
         if step % 2:  # every other batch at scale 1 (half resolution, digits 8-16 px)
             pixels = gaussian_pyramid(pixels, levels=2)[1]
         tokens = vision(pixels, interpolate_pos_encoding=True).last_hidden_state[:, 1:]
         grid = pixels.shape[-1] // 16
-        on_digit = token_targets(boxes[pick], grid, images.shape[-1])
-        targets = torch.where(on_digit, labels[pick][:, None], 10)
+        on_digit = token_targets(boxes[pick].to(device), grid, images.shape[-1])
+        targets = torch.where(on_digit, labels[pick].to(device)[:, None], 10)
         logits = head(tokens)
         losses = F.cross_entropy(logits.transpose(1, 2), targets, reduction="none")
         loss = losses[on_digit].mean() + 0.5 * losses[~on_digit].mean()
@@ -110,6 +111,7 @@ def train_vlm(
     """Stage 2 in place; returns the mean loss of the last 50 steps."""
     images, labels, _ = data
     optimiser, scheduler = _optimiser(list(vlm.parameters()), schedule)
+    device = next(vlm.parameters()).device
     generator = torch.Generator().manual_seed(seed)
     draw = random.Random(seed)
     vlm.train()
@@ -119,8 +121,8 @@ def train_vlm(
         pick = torch.randint(len(images), (schedule.batch,), generator=generator)
         cut = draw.randrange(LEVELS - 1) if draw.random() < 0.25 else LEVELS - 1
         set_budget(vlm, draw.randint(MIN_TRAIN_SPLITS, MAX_TRAIN_SPLITS), cut)
-        ids, targets = prompts(labels[pick])
-        loss = vlm(normalise(images[pick]), ids, labels=targets).loss
+        ids, targets = prompts(labels[pick].to(device))
+        loss = vlm(normalise(images[pick].to(device)), ids, labels=targets).loss
         loss.backward()
         nn.utils.clip_grad_norm_(vlm.parameters(), 1.0)
         optimiser.step()
@@ -140,11 +142,13 @@ def trained_vlm(
     data: tuple[Tensor, Tensor, Tensor],
     schedule: Schedule,
     checkpoint: Path,
+    device: torch.device,
 ) -> nn.Module:
-    """The stage-2 model for ``allocator``, loaded from ``checkpoint`` or trained and saved."""
-    vlm = build(allocator, seed)
+    """The stage-2 model for ``allocator`` on ``device``, loaded from ``checkpoint`` or trained
+    and saved."""
+    vlm = build(allocator, seed).to(device)
     if checkpoint.exists():
-        vlm.load_state_dict(torch.load(checkpoint, weights_only=True))
+        vlm.load_state_dict(torch.load(checkpoint, map_location=device, weights_only=True))
         return vlm.eval()
     vlm.vision_encoder.model.load_state_dict(encoder_state)
     train_vlm(vlm, data, schedule, seed, desc=f"{checkpoint.stem}")
