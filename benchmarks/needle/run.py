@@ -1,10 +1,11 @@
 """Needle-in-image: accuracy vs visual tokens for every allocator, and progressive early exit.
 
-For each variant (plain, distractor) and seed: pretrain the vision encoder on per-token digit labels
-(stage 1), train one HierarchicalVLM per allocator with budgets drawn per batch (stage 2, the
-encoder frozen), evaluate every model at fixed budgets on unseen photos, and run the laplacian
-model as a ProgressiveVLM while its thresholds sweep. Checkpoints (``torch.save``) make reruns
-resume; results go to ``<out>/results.json``, ``<out>/results.md`` and PNG plots.
+For each seed, pretrain the vision encoder on per-token digit labels of plain scenes (stage 1);
+for each variant (plain, distractor) and seed, train one HierarchicalVLM per allocator with
+budgets drawn per batch (stage 2, the encoder frozen), evaluate every model at fixed budgets on
+unseen photos, and run the laplacian model as a ProgressiveVLM while its thresholds sweep.
+Checkpoints (``torch.save``) make reruns resume; results go to ``<out>/results.json``,
+``<out>/results.md`` and PNG plots.
 
 Run (the numbers in docs/benchmarks.md):
     python benchmarks/needle/run.py --jobs 2
@@ -106,25 +107,46 @@ def progressive_sweep(
     return rows
 
 
+def encoder_path(checkpoints: Path, seed: int) -> Path:
+    return checkpoints / f"seed{seed}-encoder.pt"
+
+
+def pretrained_encoder(
+    seed: int, config: Config, checkpoints: Path, threads: int, device: str
+) -> float | None:
+    """Stage 1 for ``seed`` on plain training scenes (shared by both variants and every
+    allocator) unless its checkpoint exists; returns its final digit-token accuracy."""
+    path = encoder_path(checkpoints, seed)
+    record = path.with_suffix(".json")
+    if path.exists():
+        return json.loads(record.read_text()) if record.exists() else None
+    torch.set_num_threads(threads)
+    vision = build("uniform", seed).vision_encoder.model.to(torch.device(device))
+    data = scenes("train", "plain", seed, config.train_scenes)
+    accuracy = pretrain_encoder(vision, data, config.encoder, seed)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(vision.state_dict(), path)
+    record.write_text(json.dumps(accuracy))
+    return accuracy
+
+
 def run_one(
     variant: str, seed: int, config: Config, checkpoints: Path, threads: int, device: str
 ) -> dict[str, object]:
-    """Every model of one (variant, seed): accuracies per allocator and budget, and progressive."""
+    """Every model of one (variant, seed): accuracies per allocator and budget, and progressive
+    (read back from its checkpoint folder when this (variant, seed) has finished before)."""
+    done = checkpoints / f"{variant}-seed{seed}-results.json"
+    if done.exists():
+        result: dict[str, object] = json.loads(done.read_text())
+        return result
     torch.set_num_threads(threads)
     target = torch.device(device)
     start = time.perf_counter()
     data = scenes("train", variant, seed, config.train_scenes)
     test = scenes("test", variant, 1000 + seed, config.test_scenes)
-    encoder_path = checkpoints / f"{variant}-seed{seed}-encoder.pt"
-    encoder_accuracy = None
-    if encoder_path.exists():
-        encoder_state = torch.load(encoder_path, map_location=target, weights_only=True)
-    else:
-        vision = build("uniform", seed).vision_encoder.model.to(target)
-        encoder_accuracy = pretrain_encoder(vision, data, config.encoder, seed)
-        encoder_state = vision.state_dict()
-        encoder_path.parent.mkdir(parents=True, exist_ok=True)
-        torch.save(encoder_state, encoder_path)
+    encoder_state = torch.load(
+        encoder_path(checkpoints, seed), map_location=target, weights_only=True
+    )
     accuracy: dict[str, dict[int, float]] = {}
     for allocator in ALLOCATORS:
         path = checkpoints / f"{variant}-seed{seed}-{allocator}.pt"
@@ -141,14 +163,15 @@ def run_one(
             weights_only=True,
         )
     )
-    return {
+    result = {
         "variant": variant,
         "seed": seed,
-        "encoder_train_accuracy": encoder_accuracy,
         "accuracy": accuracy,
         "progressive": progressive_sweep(progressive.eval(), test, config.eval_batch),
         "seconds": time.perf_counter() - start,
     }
+    done.write_text(json.dumps(result))
+    return result
 
 
 def _spread(values: list[float]) -> str:
@@ -263,11 +286,16 @@ def main(argv: list[str] | None = None) -> list[dict]:
     jobs = [(variant, seed) for variant in args.variants for seed in range(args.seeds)]
     threads = max(1, (os.cpu_count() or 1) // args.jobs)
     work = [(v, s, config, checkpoints, threads, args.device) for v, s in jobs]
+    seeds = [(s, config, checkpoints, threads, args.device) for s in range(args.seeds)]
     if args.jobs == 1:
+        encoders = [pretrained_encoder(*seed) for seed in seeds]
         results = [run_one(*job) for job in work]
     else:
         with ProcessPoolExecutor(max_workers=args.jobs) as pool:
+            encoders = list(pool.map(pretrained_encoder, *zip(*seeds, strict=True)))
             results = list(pool.map(run_one, *zip(*work, strict=True)))
+    for result in results:
+        result["encoder_token_accuracy"] = encoders[int(result["seed"])]
     results = json.loads(json.dumps(results))  # str budget keys, as read back from the file
     for result in results:
         result["tests"] = config.test_scenes

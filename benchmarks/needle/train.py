@@ -1,13 +1,14 @@
 """Training in two stages: the vision encoder learns digits per token, then the whole VLM.
 
-Stage 1 (``pretrain_encoder``, once per seed and variant, shared by every allocator): the ViT
-runs on whole scenes at scale 2 (full resolution) and scale 1 (half resolution) in turn, and a
-linear head on each output token predicts the digit's class on the tokens that cover the digit
-and "background" elsewhere (the digit-token loss plus half the background loss). The head is
-thrown away. This stands in for the pretrained vision encoder every real VLM starts from; the
-box annotations it uses are never shown to stage 2 or to the evaluation. Without it, trained
-from scratch on the answer alone, the model sees one 16-32 px digit among 336 patches per scene
-and stays at chance for as long as this CPU budget allows (see docs/benchmarks.md).
+Stage 1 (``pretrain_encoder``, once per seed on plain scenes, shared by both variants and every
+allocator): the ViT runs on whole scenes at scale 2 (full resolution) and scale 1 (half
+resolution) in turn, and a linear head on each output token predicts the digit's class on the
+tokens that cover the digit and "background" elsewhere (the digit-token loss plus half the
+background loss). The head is thrown away. This stands in for the pretrained vision encoder
+every real VLM starts from; the box annotations it uses are never shown to stage 2 or to the
+evaluation. Without it, trained from scratch on the answer alone, the model sees one 16-32 px
+digit among 336 patches per scene and stays at chance for as long as this CPU budget allows
+(see docs/benchmarks.md).
 
 Stage 2 (``train_vlm``, once per allocator): the HierarchicalVLM is trained on the answer token
 with the encoder frozen (projector, scale embeddings and LM learn), the budget drawn per batch
