@@ -239,7 +239,7 @@ def plot(results: list[dict], path: Path) -> None:
             for i in range(len(THRESHOLDS))
         ]
         axis.plot(tokens, accuracy, "k--x", label="progressive (laplacian)")
-        axis.set_title(f"{variant} ({len(runs)} seeds)")
+        axis.set_title(f"{variant} ({len(runs)} seed{'s' if len(runs) > 1 else ''})")
         axis.set_xlabel("visual tokens per image")
         axis.set_xscale("log", base=2)
         axis.set_xticks(budgets, [str(b) for b in budgets])
@@ -250,7 +250,7 @@ def plot(results: list[dict], path: Path) -> None:
     figure.savefig(path, dpi=120)
 
 
-def allocation_examples(path: Path, splits: int = EVAL_SPLITS[0], count: int = 3) -> None:
+def allocation_examples(path: Path, splits: int = EVAL_SPLITS[0], count: int = 2) -> None:
     """PNG: test scenes (rows: plain then distractor) with each allocator's quadtree leaves at
     ``16 + 4 * splits`` visual tokens (columns: :data:`ALLOCATORS`)."""
     from pyrtok.allocation import allocate
