@@ -18,6 +18,7 @@ from torch import Tensor, nn
 from transformers import LlamaConfig, LlamaForCausalLM, ViTConfig, ViTModel
 
 from pyrtok.allocation import allocate
+from pyrtok.allocation.scorers import Scorer
 from pyrtok.vlm import HierarchicalVLM, ProgressiveVLM
 from pyrtok.vlm.selection import keep_from_allocation
 
@@ -60,6 +61,13 @@ def uniform_scores(images: Tensor, min_patch: int, max_patch: int) -> list[Tenso
     return maps
 
 
+def scorer_for(allocator: str) -> str | Scorer:
+    """The quadtree scorer of one of :data:`ALLOCATORS`."""
+    if allocator not in ALLOCATORS:
+        raise ValueError(f"allocator: expected one of {ALLOCATORS}, got {allocator!r}")
+    return uniform_scores if allocator == "uniform" else allocator
+
+
 class BudgetSelector(nn.Module):
     """A selector whose budget (``splits``) and deepest scale are set before each batch.
 
@@ -69,8 +77,7 @@ class BudgetSelector(nn.Module):
 
     def __init__(self, allocator: str) -> None:
         super().__init__()
-        if allocator not in ALLOCATORS:
-            raise ValueError(f"allocator: expected one of {ALLOCATORS}, got {allocator!r}")
+        self.scorer = scorer_for(allocator)
         self.allocator = allocator
         self.splits = MAX_SPLITS
         self.max_scale = LEVELS - 1
@@ -78,9 +85,8 @@ class BudgetSelector(nn.Module):
     def forward(
         self, images: Tensor, grids: list[Tensor], query: Tensor | None, patch_size: int
     ) -> list[Tensor]:
-        scorer = uniform_scores if self.allocator == "uniform" else self.allocator
         budget = CELLS + 3 * self.splits
-        allocation = allocate(images, budget, patch_size, MAX_PATCH, "greedy", scorer)
+        allocation = allocate(images, budget, patch_size, MAX_PATCH, "greedy", self.scorer)
         keep = keep_from_allocation(allocation, len(grids))
         return [k if s <= self.max_scale else torch.zeros_like(k) for s, k in enumerate(keep)]
 

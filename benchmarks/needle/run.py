@@ -31,13 +31,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from model import (
     ALLOCATORS,
+    CELLS,
     FIRST_DIGIT,
+    MAX_PATCH,
+    PATCH,
     PROMPT,
     build,
     normalise,
     predict,
+    scorer_for,
     set_budget,
-    uniform_scores,
     visual_tokens,
 )
 from scenes import VARIANTS, scenes
@@ -262,8 +265,9 @@ def allocation_examples(path: Path, splits: int = EVAL_SPLITS[0], count: int = 2
         for image in images:
             cells = []
             for allocator in ALLOCATORS:
-                scorer = uniform_scores if allocator == "uniform" else allocator
-                leaves = allocate(image[None], 16 + 3 * splits, 16, 64, "greedy", scorer)
+                budget = CELLS + 3 * splits
+                scorer = scorer_for(allocator)
+                leaves = allocate(image[None], budget, PATCH, MAX_PATCH, "greedy", scorer)
                 cells.append(allocation_overlay(image, leaves))
             rows.append(side_by_side(cells))
     save_png(torch.cat(rows, dim=1), path)
