@@ -11,10 +11,11 @@ digit among 336 patches per scene and stays at chance for as long as this CPU bu
 (see docs/benchmarks.md).
 
 Stage 2 (``train_vlm``, once per allocator): the HierarchicalVLM is trained on the answer token
-with the encoder frozen (projector, scale embeddings and LM learn), the budget drawn per batch
-(``splits`` uniform in ``MIN_TRAIN_SPLITS..MAX_TRAIN_SPLITS``) so one model serves every budget;
-a quarter of the batches also drop the tokens of the scales after a random coarser one, so the
-model has seen the prefixes ProgressiveVLM asks at.
+with the encoder's weights frozen (projector, scale embeddings and LM learn; the stem's
+BatchNorm statistics still follow the batches, as ``vlm.train()`` leaves it in train mode), the
+budget drawn per batch (``splits`` uniform in ``0..MAX_TRAIN_SPLITS``) so one model serves every
+budget; a quarter of the batches also drop the tokens of the scales after a random coarser one,
+so the model has seen the prefixes ProgressiveVLM asks at.
 """
 
 from __future__ import annotations
@@ -25,13 +26,12 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from model import LEVELS, build, normalise, prompts, set_budget
+from model import LEVELS, PATCH, build, normalise, prompts, set_budget
 from torch import Tensor, nn
 from tqdm import tqdm
 
 from pyrtok import gaussian_pyramid
 
-MIN_TRAIN_SPLITS = 0
 MAX_TRAIN_SPLITS = 32
 
 
@@ -89,7 +89,7 @@ def pretrain_encoder(
         if step % 2:  # every other batch at scale 1 (half resolution, digits 8-16 px)
             pixels = gaussian_pyramid(pixels, levels=2)[1]
         tokens = vision(pixels, interpolate_pos_encoding=True).last_hidden_state[:, 1:]
-        grid = pixels.shape[-1] // 16
+        grid = pixels.shape[-1] // PATCH
         on_digit = token_targets(boxes[pick].to(device), grid, images.shape[-1])
         targets = torch.where(on_digit, labels[pick].to(device)[:, None], 10)
         logits = head(tokens)
@@ -121,7 +121,7 @@ def train_vlm(
     for _ in bar:
         pick = torch.randint(len(images), (schedule.batch,), generator=generator)
         cut = draw.randrange(LEVELS - 1) if draw.random() < 0.25 else LEVELS - 1
-        set_budget(vlm, draw.randint(MIN_TRAIN_SPLITS, MAX_TRAIN_SPLITS), cut)
+        set_budget(vlm, draw.randint(0, MAX_TRAIN_SPLITS), cut)
         ids, targets = prompts(labels[pick].to(device))
         loss = vlm(normalise(images[pick].to(device)), ids, labels=targets).loss
         loss.backward()
@@ -152,7 +152,7 @@ def trained_vlm(
         vlm.load_state_dict(torch.load(checkpoint, map_location=device, weights_only=True))
         return vlm.eval()
     vlm.vision_encoder.model.load_state_dict(encoder_state)
-    train_vlm(vlm, data, schedule, seed, desc=f"{checkpoint.stem}")
+    train_vlm(vlm, data, schedule, seed, desc=checkpoint.stem)
     checkpoint.parent.mkdir(parents=True, exist_ok=True)
     torch.save(vlm.state_dict(), checkpoint)
     return vlm
