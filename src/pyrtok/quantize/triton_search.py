@@ -34,17 +34,19 @@ def triton_available() -> bool:
 
 
 def _build_kernel() -> Any:
+    # Pointer and size parameters stay unannotated: compiled Triton (3.6) resolves annotations
+    # as globals inside the kernel and rejects ``Any``; the interpreter does not.
     @triton.jit  # type: ignore[untyped-decorator]
-    def _top2_kernel(
-        x_ptr: Any,
-        e_ptr: Any,
-        esq_ptr: Any,
-        idx_ptr: Any,
-        best_ptr: Any,
-        second_ptr: Any,
-        n_rows: Any,
-        n_codes: Any,
-        dim: Any,
+    def _top2_kernel(  # type: ignore[no-untyped-def]
+        x_ptr,
+        e_ptr,
+        esq_ptr,
+        idx_ptr,
+        best_ptr,
+        second_ptr,
+        n_rows,
+        n_codes,
+        dim,
         BLOCK_N: tl.constexpr,
         BLOCK_K: tl.constexpr,
         BLOCK_D: tl.constexpr,
