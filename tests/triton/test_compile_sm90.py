@@ -86,4 +86,7 @@ def test_expand_and_gather_compile() -> None:
         {"A": 3, "B": 5, "BH": 8, "BC": 64, "HAS_ADD": True},
     )
     assert _resources(gather)["local"] == 0
-    assert "convert_layout" not in gather.asm["ttgir"]
+    # Straight-line code (the taps unroll). Triton 3.6 converts the finished accumulator once
+    # before its store (seen compiled on an H200); 3.8 needs none. A conversion per tap would
+    # show up as several.
+    assert gather.asm["ttgir"].count("ttg.convert_layout") <= 1
