@@ -38,6 +38,7 @@ class GaussianPyramid(_Pyramid):
         ``(..., H, W)`` -> list of ``(..., ceil(H / 2**k), ceil(W / 2**k))``
 
     Examples:
+        >>> import torch
         >>> pyramid = GaussianPyramid(levels=3)
         >>> [tuple(g.shape) for g in pyramid(torch.rand(1, 3, 32, 32))]
         [(1, 3, 32, 32), (1, 3, 16, 16), (1, 3, 8, 8)]
@@ -54,6 +55,7 @@ class LaplacianPyramid(_Pyramid):
         forward: ``(..., H, W)`` -> ``[L0, ..., G_{L-1}]``; inverse: that list -> ``(..., H, W)``
 
     Examples:
+        >>> import torch
         >>> pyramid = LaplacianPyramid(levels=4)
         >>> x = torch.rand(2, 3, 45, 30)
         >>> bool(torch.allclose(pyramid.inverse(pyramid(x)), x, atol=1e-6))

@@ -60,6 +60,7 @@ class VisionEncoder(nn.Module):
         :class:`GridFeatures` ``grid (B, H/p, W/p, D)``, ``prefix (B, P, D)``.
 
     Examples:
+        >>> import torch
         >>> from transformers import CLIPVisionConfig, CLIPVisionModel
         >>> config = CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
         ...     num_attention_heads=2, image_size=32, patch_size=8)
@@ -162,6 +163,7 @@ def encode_pyramid(encoder: VisionEncoder, images: Tensor, levels: int) -> list[
         ``(B, H / (p * 2**(L-1-s)), W / (p * 2**(L-1-s)), D)`` grid.
 
     Examples:
+        >>> import torch
         >>> from transformers import ViTConfig, ViTModel
         >>> config = ViTConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=1,
         ...     num_attention_heads=2, image_size=32, patch_size=8)

@@ -17,6 +17,7 @@ class MLPProjector(nn.Module):
         ``(..., D_v) -> (..., D)``.
 
     Examples:
+        >>> import torch
         >>> MLPProjector(32, 64)(torch.randn(2, 5, 32)).shape
         torch.Size([2, 5, 64])
     """
