@@ -20,7 +20,6 @@ from transformers import LlamaConfig, LlamaForCausalLM, ViTConfig, ViTModel
 from pyrtok.allocation import allocate
 from pyrtok.allocation.scorers import Scorer
 from pyrtok.vlm import HierarchicalVLM, ProgressiveVLM
-from pyrtok.vlm.selection import keep_from_allocation
 
 PATCH = 16
 LEVELS = 3
@@ -87,7 +86,7 @@ class BudgetSelector(nn.Module):
     ) -> list[Tensor]:
         budget = CELLS + 3 * self.splits
         allocation = allocate(images, budget, patch_size, MAX_PATCH, "greedy", self.scorer)
-        keep = keep_from_allocation(allocation, len(grids))
+        keep = allocation.nodes()
         return [k if s <= self.max_scale else torch.zeros_like(k) for s, k in enumerate(keep)]
 
 

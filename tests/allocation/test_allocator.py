@@ -29,7 +29,9 @@ def check_tiling(allocation: Allocation) -> None:
         assert bool(allocation.mask[b, :count].all())
         assert not bool(allocation.mask[b, count:].any())
         for (y, x, size), level in zip(
-            allocation.boxes[b, :count].tolist(), allocation.levels[b, :count].tolist(), strict=True
+            allocation.boxes[b, :count].tolist(),
+            allocation.leaf_level[b, :count].tolist(),
+            strict=True,
         ):
             assert size == g.min_patch << level
             assert y % size == 0
@@ -68,9 +70,9 @@ def test_full_detail_and_one_token_per_cell() -> None:
     x = torch.rand(1, 3, 200, 300)
     for strategy in ("greedy", "optimal", "proportional", "threshold", "uniform"):
         full = allocate(x, 20 * 16, 16, 64, strategy)  # 20 cells, depth 2
-        assert bool((full.levels == 0).all())
+        assert bool((full.leaf_level == 0).all())
         coarse = allocate(x, 20, 16, 64, strategy)
-        assert bool((coarse.levels == 2).all())
+        assert bool((coarse.leaf_level == 2).all())
 
 
 @pytest.mark.parametrize("strategy", STRATEGIES)
@@ -79,28 +81,75 @@ def test_deterministic_and_independent_of_the_batch(strategy: str) -> None:
     budget = 60 if strategy == "uniform" else 27  # 15 cells of 32 px, min_patch 8
     first = allocate(x, budget, 8, 32, strategy)
     again = allocate(x.clone(), budget, 8, 32, strategy)
-    for name in ("boxes", "levels", "lengths", "mask", "cell_counts"):
+    for name in ("boxes", "leaf_level", "lengths", "mask", "cell_counts"):
         assert torch.equal(getattr(first, name), getattr(again, name))
     for i in range(4):
         alone = allocate(x[i : i + 1], budget, 8, 32, strategy)
         assert torch.equal(alone.boxes, first[i].boxes)
 
 
-def test_flat_image_splits_breadth_first() -> None:
-    allocation = allocate(torch.full((1, 1, 64, 64), 0.5), 10, 16, 64)
+def test_flat_image_splits_breadth_first_in_either_order() -> None:
+    x = torch.full((1, 1, 64, 64), 0.5)
     # One 64-px cell: root split, then the first two children in raster order.
-    assert allocation.boxes[0].tolist() == [
-        [0, 0, 16],
-        [0, 16, 16],
-        [16, 0, 16],
-        [16, 16, 16],
-        [0, 32, 16],
-        [0, 48, 16],
-        [16, 32, 16],
-        [16, 48, 16],
-        [32, 0, 32],
-        [32, 32, 32],
-    ]
+    morton = [[0, 0, 16], [0, 16, 16], [16, 0, 16], [16, 16, 16]]
+    morton += [[0, 32, 16], [0, 48, 16], [16, 32, 16], [16, 48, 16], [32, 0, 32], [32, 32, 32]]
+    assert allocate(x, 10, 16, 64, order="morton").boxes[0].tolist() == morton
+    raster = allocate(x, 10, 16, 64).boxes[0].tolist()
+    assert raster == sorted(morton, key=lambda box: (box[0], box[1]))
+
+
+def test_raster_order_at_full_detail_is_the_patch_grid() -> None:
+    x = torch.rand(2, 3, 96, 64)
+    full = allocate(x, 24, 16, 32)
+    rows, cols = torch.meshgrid(torch.arange(6), torch.arange(4), indexing="ij")
+    grid = torch.stack([rows.flatten() * 16, cols.flatten() * 16], dim=1)
+    assert torch.equal(full.boxes[0, :, :2], grid)
+    assert torch.equal(full.boxes[1, :, :2], grid)
+
+
+def test_orders_hold_the_same_leaves_and_tree() -> None:
+    x = torch.rand(3, 3, 96, 128, generator=torch.Generator().manual_seed(2))
+    raster = allocate(x, 33, 8, 32)
+    morton = allocate(x, 33, 8, 32, order="morton")
+    assert (raster.order, morton.order, morton[1:].order) == ("raster", "morton", "morton")
+    for b in range(3):
+        assert sorted(map(tuple, raster.boxes[b].tolist())) == sorted(
+            map(tuple, morton.boxes[b].tolist())
+        )
+    for a, b in zip(raster.nodes(), morton.nodes(), strict=True):
+        assert torch.equal(a, b)
+
+
+def test_nodes_are_the_tree_of_the_leaves() -> None:
+    x = torch.rand(2, 3, 64, 96, generator=torch.Generator().manual_seed(3))
+    allocation = allocate(x, 6 + 3 * 7, 8, 32)
+    nodes = allocation.nodes()
+    g = allocation.geometry
+    for b in range(2):
+        # Each leaf is a node that exists and is not split; 4 children per split.
+        for (y, x0, size), k in zip(
+            allocation.boxes[b].tolist(), allocation.leaf_level[b].tolist(), strict=True
+        ):
+            d = g.depth_of_level(k)
+            assert bool(nodes[d][b, y // size, x0 // size])
+            if d < g.depth:
+                assert not bool(allocation.splits[d][b, y // size, x0 // size])
+        assert sum(int(n[b].sum()) for n in nodes[1:]) == 4 * 7
+
+
+def test_index_conventions_convert_both_ways() -> None:
+    g = QuadtreeGeometry.create(64, 64, 8, 64)
+    assert [g.level_of_depth(d) for d in range(4)] == [3, 2, 1, 0]
+    assert [g.depth_of_level(g.level_of_depth(d)) for d in range(4)] == [0, 1, 2, 3]
+    assert [g.scale_of_level(k) for k in range(4)] == [3, 2, 1, 0]
+    assert [g.level_of_scale(s) for s in range(4)] == [3, 2, 1, 0]
+    with pytest.raises(ValueError, match=r"k: expected an int in \[0, 3\], got 4"):
+        g.depth_of_level(4)
+
+
+def test_unknown_order_is_named() -> None:
+    with pytest.raises(ValueError, match="order: expected one of \\['raster', 'morton'\\]"):
+        allocate(torch.rand(1, 3, 32, 32), 4, 8, 16, order="zigzag")  # type: ignore[arg-type]
 
 
 def test_detail_gets_the_tokens() -> None:
@@ -121,7 +170,7 @@ def test_padding_carries_no_score() -> None:
         assert bool((scores[1][0, :, 3] == 0).all())  # 32-px nodes wholly in the padding
         assert bool((scores[1][0, :, 2] > 0).all())  # the nodes over the texture
     allocation = allocate(x, 2 + 3 * 5, 16, 64)
-    leaves = allocation.boxes[0, allocation.levels[0] == 0]
+    leaves = allocation.boxes[0, allocation.leaf_level[0] == 0]
     assert bool((leaves[:, 1] < 96).all())  # min-size leaves only where the texture is
 
 
@@ -135,7 +184,7 @@ def test_allocation_container() -> None:
     last = allocation[-1]
     assert last.batch_size == 1
     assert torch.equal(last.boxes[0], allocation.boxes[2])
-    assert torch.equal(allocation[1:].levels, allocation.levels[1:])
+    assert torch.equal(allocation[1:].leaf_level, allocation.leaf_level[1:])
     moved = allocation.to("cpu")
     assert moved.device == torch.device("cpu")
     assert torch.equal(moved.mask, allocation.mask)

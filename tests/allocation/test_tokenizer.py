@@ -36,7 +36,7 @@ def test_full_detail_round_trip_is_exact(
     x = torch.rand(2, channels, height, width, dtype=dtype)
     g = QuadtreeGeometry.create(height, width, min_patch, max_patch)
     full = allocate(x, g.full_budget, min_patch, max_patch, strategy)
-    assert bool((full.levels == 0).all())
+    assert bool((full.leaf_level == 0).all())
     out = tokenize(x, full)
     assert out.tokens.dtype == dtype
     assert out.tokens.shape == (2, g.full_budget, channels * min_patch**2)
@@ -51,7 +51,7 @@ def test_tokens_are_pyramid_patches() -> None:
     tokens = tokenize(x, allocation).tokens.reshape(2, -1, 3, 8, 8)
     for b in range(2):
         for n, ((y, x0, _size), k) in enumerate(
-            zip(allocation.boxes[b].tolist(), allocation.levels[b].tolist(), strict=True)
+            zip(allocation.boxes[b].tolist(), allocation.leaf_level[b].tolist(), strict=True)
         ):
             r, c = y >> k, x0 >> k
             assert torch.equal(tokens[b, n], pyramid[k][b, :, r : r + 8, c : c + 8]), (b, n)
@@ -62,7 +62,7 @@ def test_detokenize_decodes_each_token_alone(level: int) -> None:
     x = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
     g = QuadtreeGeometry.create(64, 64, 8, 32)
     uniform = allocate(x, g.uniform_budgets()[g.depth - level], 8, 32, "uniform")
-    assert bool((uniform.levels == level).all())
+    assert bool((uniform.leaf_level == level).all())
     tokens = tokenize(x, uniform).tokens
     image = detokenize(tokens, uniform)
     for n, (y, x0, size) in enumerate(uniform.boxes[0].tolist()):
@@ -115,8 +115,8 @@ def test_module_twin_matches_the_functions() -> None:
 def test_gradients_flow_through_tokenize_and_detokenize() -> None:
     x = torch.rand(1, 1, 16, 16, dtype=torch.float64, requires_grad=True)
     allocation = allocate(x, 4 + 3 * 1, 4, 8)
-    assert bool((allocation.levels == 0).any())
-    assert bool((allocation.levels == 1).any())
+    assert bool((allocation.leaf_level == 0).any())
+    assert bool((allocation.leaf_level == 1).any())
     assert torch.autograd.gradcheck(lambda t: tokenize(t, allocation).tokens, (x,))
     tokens = tokenize(x, allocation).tokens.detach().requires_grad_(True)
     assert torch.autograd.gradcheck(lambda t: detokenize(t, allocation), (tokens,))

@@ -1,7 +1,8 @@
 """Frequency-aware visual-token allocation on a quadtree, and the mixed-resolution tokenizer."""
 
-from pyrtok.allocation.allocation import Allocation
+from pyrtok.allocation.allocation import LEAF_ORDERS, Allocation, LeafOrder
 from pyrtok.allocation.allocator import STRATEGIES, FrequencyAwareAllocator, allocate
+from pyrtok.allocation.cell_pyramid import cell_pyramid
 from pyrtok.allocation.quadtree import QuadtreeGeometry
 from pyrtok.allocation.scorers import (
     SCORERS,
@@ -20,10 +21,12 @@ from pyrtok.allocation.tokenizer import (
 )
 
 __all__ = [
+    "LEAF_ORDERS",
     "SCORERS",
     "STRATEGIES",
     "Allocation",
     "FrequencyAwareAllocator",
+    "LeafOrder",
     "MixedResolutionTokenizer",
     "PackedTokens",
     "QuadtreeGeometry",
@@ -31,6 +34,7 @@ __all__ = [
     "TokenizedImages",
     "allocate",
     "blur_scores",
+    "cell_pyramid",
     "detokenize",
     "entropy_scores",
     "laplacian_scores",

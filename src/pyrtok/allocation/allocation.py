@@ -3,31 +3,50 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import Literal
 
 import torch
 from torch import Tensor
 
 from pyrtok.allocation.quadtree import QuadtreeGeometry, children, sum_pool
 
+LeafOrder = Literal["raster", "morton"]
+LEAF_ORDERS: tuple[LeafOrder, ...] = ("raster", "morton")
+
+
+def check_order(order: object) -> LeafOrder:
+    """Validate a leaf order name (``"raster"`` or ``"morton"``)."""
+    if order == "raster":
+        return "raster"
+    if order == "morton":
+        return "morton"
+    raise ValueError(f"order: expected one of {list(LEAF_ORDERS)}, got {order!r}")
+
 
 @dataclass(frozen=True, eq=False)
 class Allocation:
-    """Leaves of one quadtree per image: where each token is and which pyramid level it reads.
+    """Leaves of one quadtree per image: where each token is and which pyramid level it reads,
+    and the tree they are the leaves of.
 
-    Leaves are ordered cell by cell (raster order), and depth first (Z order) inside a cell.
-    Boxes are in pixels of the image; cells on the bottom/right edge may reach into the
-    reflect padding (see :class:`~pyrtok.allocation.quadtree.QuadtreeGeometry`).
+    Leaves are ordered by ``order``: ``"raster"`` sorts them row-major by their top-left corner
+    (the order of a ViT's patch grid: at full detail it *is* that grid), ``"morton"`` goes cell
+    by cell in raster order and depth first (Z order) inside a cell. Boxes are in pixels of the
+    image; cells on the bottom/right edge may reach into the reflect padding (see
+    :class:`~pyrtok.allocation.quadtree.QuadtreeGeometry`).
 
     Attributes:
         boxes: ``(B, N, 3)`` int64 ``(y, x, size)`` of each leaf's top-left corner and side.
-        levels: ``(B, N)`` int64 Gaussian pyramid level ``k`` of each leaf
+        leaf_level: ``(B, N)`` int64 Gaussian pyramid level ``k`` of each leaf
             (``size == min_patch * 2**k``).
         lengths: ``(B,)`` int64 number of leaves per image.
         mask: ``(B, N)`` bool, True for the first ``lengths[b]`` entries (padding is False).
         cell_counts: ``(B, cell_rows, cell_cols)`` int64 tokens per cell.
+        splits: ``depth`` bool maps, entry ``d`` ``(B, cell_rows * 2**d, cell_cols * 2**d)``:
+            which nodes of quadtree depth ``d`` are split (the tree; see :meth:`nodes`).
         image_size: ``(H, W)`` of the images the allocation was made for.
         min_patch: smallest leaf side in pixels (a level-0 token).
         max_patch: cell side in pixels, ``min_patch * 2**depth``.
+        order: ``"raster"`` or ``"morton"``, the order of the leaves.
 
     Examples:
         >>> from pyrtok.allocation import allocate
@@ -36,16 +55,21 @@ class Allocation:
         (torch.Size([2, 10, 3]), [10, 10], [10, 10])
         >>> a[1].boxes.shape
         torch.Size([1, 10, 3])
+        >>> nodes = a[0].nodes()  # the tree: cells, then 4 children per split (10 = 4 + 3 * 2)
+        >>> nodes[0].sum().item(), sum(n.sum().item() for n in nodes[1:])
+        (4, 8)
     """
 
     boxes: Tensor
-    levels: Tensor
+    leaf_level: Tensor
     lengths: Tensor
     mask: Tensor
     cell_counts: Tensor
+    splits: tuple[Tensor, ...]
     image_size: tuple[int, int]
     min_patch: int
     max_patch: int
+    order: LeafOrder = "raster"
 
     @property
     def geometry(self) -> QuadtreeGeometry:
@@ -73,10 +97,11 @@ class Allocation:
         return replace(
             self,
             boxes=self.boxes[index],
-            levels=self.levels[index],
+            leaf_level=self.leaf_level[index],
             lengths=self.lengths[index],
             mask=self.mask[index],
             cell_counts=self.cell_counts[index],
+            splits=tuple(split[index] for split in self.splits),
         )
 
     def to(self, device: torch.device | str) -> Allocation:
@@ -84,18 +109,32 @@ class Allocation:
         return replace(
             self,
             boxes=self.boxes.to(device),
-            levels=self.levels.to(device),
+            leaf_level=self.leaf_level.to(device),
             lengths=self.lengths.to(device),
             mask=self.mask.to(device),
             cell_counts=self.cell_counts.to(device),
+            splits=tuple(split.to(device) for split in self.splits),
         )
 
     def level_counts(self) -> Tensor:
         """``(B, depth + 1)`` int64: tokens per pyramid level (column ``k`` = size
         ``min_patch * 2**k``)."""
         depth = self.geometry.depth
-        onehot = torch.nn.functional.one_hot(self.levels.clamp(min=0), depth + 1)
+        onehot = torch.nn.functional.one_hot(self.leaf_level.clamp(min=0), depth + 1)
         return (onehot * self.mask[..., None]).sum(dim=1)
+
+    def nodes(self) -> list[Tensor]:
+        """Which quadtree nodes exist, per depth: ``depth + 1`` bool maps, entry ``d``
+        ``(B, cell_rows * 2**d, cell_cols * 2**d)``; every cell exists, a deeper node exists
+        when its parent is split. A slice of the tree, nothing is rebuilt.
+
+        With ``max_patch = min_patch * 2**(L - 1)``, entry ``d`` is the keep map of VLM scale
+        ``s = d`` (see :class:`~pyrtok.allocation.QuadtreeGeometry` for the conventions): the
+        residual tokens of a region are needed where its node is there.
+        """
+        exist = [torch.ones_like(self.cell_counts, dtype=torch.bool)]
+        exist += [children(split) for split in self.splits]
+        return exist
 
 
 def _morton(row: Tensor, col: Tensor, bits: int) -> Tensor:
@@ -106,9 +145,13 @@ def _morton(row: Tensor, col: Tensor, bits: int) -> Tensor:
     return code
 
 
-def _node_table(geometry: QuadtreeGeometry, device: torch.device) -> tuple[Tensor, Tensor]:
+def _node_table(
+    geometry: QuadtreeGeometry, device: torch.device, order: LeafOrder
+) -> tuple[Tensor, Tensor]:
     """Every node of depth 0..depth, depth-major then raster: ``(n, 4)`` ``(y, x, size, level)``
-    and ``(n,)`` leaf order keys (cell raster index, then Z order of its first finest node)."""
+    and ``(n,)`` leaf order keys: for ``"morton"`` the cell raster index, then the Z order of
+    the node's first finest node; for ``"raster"`` the row-major index of its top-left finest
+    node. Leaves never share a top-left corner, so either key orders them strictly."""
     depth = geometry.depth
     rows_of, keys = [], []
     for d in range(depth + 1):
@@ -118,19 +161,28 @@ def _node_table(geometry: QuadtreeGeometry, device: torch.device) -> tuple[Tenso
         c = torch.arange(cols, device=device)[None, :].expand(rows, cols).flatten()
         cell = (r >> d) * geometry.cell_cols + (c >> d)
         local = _morton(r & ((1 << d) - 1), c & ((1 << d) - 1), d)
-        keys.append(cell * 4**depth + (local << (2 * (depth - d))))
+        if order == "morton":
+            keys.append(cell * 4**depth + (local << (2 * (depth - d))))
+        else:
+            keys.append((r << (depth - d)) * (geometry.cell_cols << depth) + (c << (depth - d)))
         level = torch.full_like(r, depth - d)
         rows_of.append(torch.stack([r * size, c * size, torch.full_like(r, size), level], dim=1))
     return torch.cat(rows_of), torch.cat(keys)
 
 
 def allocation_from_splits(
-    splits: list[Tensor], geometry: QuadtreeGeometry, batch: int, device: torch.device
+    splits: list[Tensor],
+    geometry: QuadtreeGeometry,
+    batch: int,
+    device: torch.device,
+    order: LeafOrder = "raster",
 ) -> Allocation:
     """Turn split maps (``depth`` bool tensors ``(B, rows_d, cols_d)``) into leaves.
 
     A node is a leaf if it exists (it is a cell, or its parent is split) and is not split.
+    ``order`` is the leaf order (see :class:`Allocation`).
     """
+    order = check_order(order)
     exists = torch.ones((batch, *geometry.grid(0)), dtype=torch.bool, device=device)
     leaf_maps = []
     cell_counts = torch.zeros((batch, *geometry.grid(0)), dtype=torch.long, device=device)
@@ -141,20 +193,22 @@ def allocation_from_splits(
         cell_counts += sum_pool(leaf.long(), 1 << d)
         exists = children(split)
     leaf = torch.cat(leaf_maps, dim=1)
-    table, keys = _node_table(geometry, device)
+    table, keys = _node_table(geometry, device, order)
     lengths = leaf.sum(dim=1)
     count = int(lengths.max())
     never = torch.iinfo(torch.long).max
-    order = torch.sort(torch.where(leaf, keys, never), dim=1).indices[:, :count]
-    nodes = table[order]
+    ranked = torch.sort(torch.where(leaf, keys, never), dim=1).indices[:, :count]
+    nodes = table[ranked]
     mask = torch.arange(count, device=device)[None, :] < lengths[:, None]
     return Allocation(
         boxes=torch.where(mask[..., None], nodes[..., :3], 0),
-        levels=torch.where(mask, nodes[..., 3], 0),
+        leaf_level=torch.where(mask, nodes[..., 3], 0),
         lengths=lengths,
         mask=mask,
         cell_counts=cell_counts,
+        splits=tuple(splits[: geometry.depth]),
         image_size=(geometry.height, geometry.width),
         min_patch=geometry.min_patch,
         max_patch=geometry.max_patch,
+        order=order,
     )

@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import inspect
+
 import torch
 from torch import Tensor, nn
 
-from pyrtok.allocation.allocation import Allocation, allocation_from_splits
+from pyrtok.allocation.allocation import Allocation, LeafOrder, allocation_from_splits, check_order
+from pyrtok.allocation.cell_pyramid import check_cell_pyramid
 from pyrtok.allocation.optimal import optimal_splits
 from pyrtok.allocation.quadtree import QuadtreeGeometry, geometry_for
-from pyrtok.allocation.scorers import Scorer, check_scores, resolve_scorer, threshold_weights
+from pyrtok.allocation.scorers import (
+    Pyramid,
+    Scorer,
+    check_scores,
+    resolve_scorer,
+    threshold_weights,
+)
 from pyrtok.allocation.strategies import greedy_splits, proportional_splits, uniform_splits
 
 STRATEGIES = ("greedy", "optimal", "proportional", "threshold", "uniform")
@@ -20,6 +29,25 @@ def _check_strategy(strategy: str) -> str:
     return strategy
 
 
+def _takes_pyramid(scorer: Scorer) -> bool:
+    try:
+        parameters = inspect.signature(scorer).parameters
+    except (TypeError, ValueError):  # builtins without a signature
+        return False
+    return "pyramid" in parameters or any(
+        p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()
+    )
+
+
+def score_nodes(
+    scorer: Scorer, images: Tensor, geometry: QuadtreeGeometry, pyramid: Pyramid = None
+) -> list[Tensor]:
+    """Run ``scorer`` (with ``pyramid`` where it takes one) and check its output."""
+    kwargs = {"pyramid": pyramid} if pyramid is not None and _takes_pyramid(scorer) else {}
+    raw = scorer(images, geometry.min_patch, geometry.max_patch, **kwargs)
+    return check_scores(raw, geometry, images.shape[0])
+
+
 def allocate(
     images: Tensor,
     budget: int,
@@ -27,6 +55,9 @@ def allocate(
     max_patch: int = 64,
     strategy: str = "greedy",
     scorer: str | Scorer = "laplacian",
+    *,
+    order: LeafOrder = "raster",
+    pyramid: Pyramid = None,
 ) -> Allocation:
     """Give every image exactly ``budget`` quadtree leaves (tokens).
 
@@ -57,6 +88,11 @@ def allocate(
             ``"uniform"``.
         scorer: ``"laplacian"``, ``"entropy"``, ``"blur"`` (see
             :mod:`pyrtok.allocation.scorers`) or a callable with the same contract.
+        order: leaf order, ``"raster"`` (row-major by box, a ViT's grid order) or
+            ``"morton"`` (cell by cell, Z order inside); see :class:`Allocation`.
+        pyramid: the images' :func:`~pyrtok.allocation.cell_pyramid`, if already built (it is
+            then scored instead of a new one; give the same to
+            :func:`~pyrtok.allocation.tokenize`).
 
     Returns:
         An :class:`~pyrtok.allocation.Allocation` with ``budget`` leaves per image.
@@ -73,15 +109,18 @@ def allocate(
     """
     geometry = geometry_for(images, min_patch, max_patch)
     _check_strategy(strategy)
+    order = check_order(order)
     score_fn = resolve_scorer(scorer)
     splits = geometry.splits_for(budget)
     batch, device = images.shape[0], images.device
+    if pyramid is not None:
+        check_cell_pyramid(pyramid, geometry, batch, images.shape[1])
     with torch.no_grad(), torch.autocast(device.type, enabled=False):
         if strategy == "uniform":
             depth = geometry.uniform_depth(budget)
             maps = uniform_splits(batch, geometry, depth, device)
         else:
-            scores = check_scores(score_fn(images, min_patch, max_patch), geometry, batch)
+            scores = score_nodes(score_fn, images, geometry, pyramid)
             if strategy == "greedy":
                 maps = greedy_splits(scores, geometry, splits)
             elif strategy == "optimal":
@@ -91,7 +130,7 @@ def allocate(
             else:
                 weights = threshold_weights(images, min_patch, max_patch)
                 maps = proportional_splits(scores, geometry, splits, weights)
-    return allocation_from_splits(maps, geometry, batch, device)
+    return allocation_from_splits(maps, geometry, batch, device, order)
 
 
 class FrequencyAwareAllocator(nn.Module):
@@ -113,6 +152,7 @@ class FrequencyAwareAllocator(nn.Module):
         max_patch: int = 64,
         strategy: str = "greedy",
         scorer: str | Scorer = "laplacian",
+        order: LeafOrder = "raster",
     ) -> None:
         super().__init__()
         QuadtreeGeometry.create(max_patch, max_patch, min_patch, max_patch)
@@ -123,11 +163,19 @@ class FrequencyAwareAllocator(nn.Module):
         self.max_patch = max_patch
         self.strategy = _check_strategy(strategy)
         self.scorer = scorer
+        self.order = check_order(order)
         resolve_scorer(scorer)
 
-    def forward(self, images: Tensor) -> Allocation:
+    def forward(self, images: Tensor, pyramid: Pyramid = None) -> Allocation:
         return allocate(
-            images, self.budget, self.min_patch, self.max_patch, self.strategy, self.scorer
+            images,
+            self.budget,
+            self.min_patch,
+            self.max_patch,
+            self.strategy,
+            self.scorer,
+            order=self.order,
+            pyramid=pyramid,
         )
 
     def extra_repr(self) -> str:
@@ -138,5 +186,5 @@ class FrequencyAwareAllocator(nn.Module):
         )
         return (
             f"budget={self.budget}, min_patch={self.min_patch}, max_patch={self.max_patch}, "
-            f"strategy={self.strategy!r}, scorer={scorer!r}"
+            f"strategy={self.strategy!r}, scorer={scorer!r}, order={self.order!r}"
         )

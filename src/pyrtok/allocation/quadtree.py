@@ -6,6 +6,20 @@ The image is tiled into cells of ``max_patch`` px. A node at depth ``d`` (cells 
 of ``(cell_rows * 2**d, cell_cols * 2**d)``; every per-node tensor in this package is laid out on
 these grids, so a node's children are the 2x2 block below it.
 
+Three indices name the same tree level, each where it reads naturally; convert them with the
+methods of :class:`QuadtreeGeometry`, never by hand:
+
+=====================  ===============  =====================================================
+index                  0 is             used by
+=====================  ===============  =====================================================
+pyramid level ``k``    the finest       Gaussian/Laplacian pyramids, ``Allocation.leaf_level``
+quadtree depth ``d``   the cells        split and score maps, ``Allocation.nodes()``
+VLM scale ``s``        the coarsest     ``HierarchicalVLM`` scales, residual token grids
+=====================  ===============  =====================================================
+
+``k = depth - d`` and, with one VLM scale per pyramid level (``max_patch = min_patch *
+2**(L - 1)``), ``s = d``.
+
 Sizes that are not multiples of ``max_patch`` are padded at the bottom and right by reflection
 (reflect-101) up to whole cells. The padding is recorded in the geometry, scorers give no weight
 to padded pixels, and :func:`~pyrtok.allocation.detokenize` crops it off again. With ``c`` cells
@@ -111,6 +125,34 @@ class QuadtreeGeometry:
     def node_size(self, d: int) -> int:
         """Side in pixels of a node at depth ``d``."""
         return self.max_patch >> d
+
+    def _check_index(self, value: int, top: int, name: str) -> int:
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= top:
+            raise ValueError(f"{name}: expected an int in [0, {top}], got {value!r}")
+        return value
+
+    def level_of_depth(self, d: int) -> int:
+        """Pyramid level ``k`` (0 = finest) a leaf at quadtree depth ``d`` (0 = cell) reads.
+
+        Examples:
+            >>> g = QuadtreeGeometry.create(64, 64, min_patch=8, max_patch=32)
+            >>> [g.level_of_depth(d) for d in range(g.depth + 1)]
+            [2, 1, 0]
+        """
+        return self.depth - self._check_index(d, self.depth, "d")
+
+    def depth_of_level(self, k: int) -> int:
+        """Quadtree depth ``d`` of a leaf that reads pyramid level ``k``."""
+        return self.depth - self._check_index(k, self.depth, "k")
+
+    def scale_of_level(self, k: int) -> int:
+        """VLM scale ``s`` (0 = coarsest) of pyramid level ``k`` when the VLM has one scale per
+        level, ``depth + 1`` in all."""
+        return self.depth_of_level(k)
+
+    def level_of_scale(self, s: int) -> int:
+        """Pyramid level ``k`` of VLM scale ``s`` (the inverse of :meth:`scale_of_level`)."""
+        return self.level_of_depth(self._check_index(s, self.depth, "s"))
 
     def uniform_budgets(self) -> list[int]:
         """Budgets a regular grid of equal tokens can meet: ``cells * 4**d``."""

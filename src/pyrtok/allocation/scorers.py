@@ -12,29 +12,35 @@ padding that completes partial cells.
   pixel-blur scorer).
 
 Any callable ``scorer(images, min_patch, max_patch) -> list[Tensor]`` with these shapes can be
-passed to :func:`~pyrtok.allocation.allocate` instead of a name.
+passed to :func:`~pyrtok.allocation.allocate` instead of a name. A scorer that also takes a
+keyword ``pyramid`` is given the allocator's :func:`~pyrtok.allocation.cell_pyramid` (as the
+built-in ones are), so the image is filtered once for scoring and tokenizing.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from pyrtok.allocation.cell_pyramid import cell_pyramid, check_cell_pyramid
 from pyrtok.allocation.quadtree import (
     QuadtreeGeometry,
     geometry_for,
-    pad_to_cells,
     sum_pool,
     valid_weight,
 )
-from pyrtok.pyramid import band_energy, laplacian_pyramid
+from pyrtok.pyramid import band_energy, laplacian_from_gaussian, laplacian_pyramid
 
-Scorer = Callable[[Tensor, int, int], list[Tensor]]
-"""``scorer(images (B, C, H, W), min_patch, max_patch) -> [(B, rows_d, cols_d) for each d]``."""
+Scorer = Callable[..., list[Tensor]]
+"""``scorer(images (B, C, H, W), min_patch, max_patch[, pyramid=...]) -> [(B, rows_d, cols_d)
+for each d]``."""
+
+Pyramid = Sequence[Tensor] | None
+"""A precomputed :func:`~pyrtok.allocation.cell_pyramid` of the images, or ``None``."""
 
 _LUMA = (0.2989, 0.5870, 0.1140)
 
@@ -51,18 +57,34 @@ halves the time for a batch of 512x512 images, and it bounds the peak memory."""
 
 
 def _chunked(
-    score: Callable[[Tensor, QuadtreeGeometry], list[Tensor]],
+    score: Callable[[list[Tensor], QuadtreeGeometry], list[Tensor]],
     images: Tensor,
     geometry: QuadtreeGeometry,
+    pyramid: Pyramid,
+    levels: int,
 ) -> list[Tensor]:
+    """``score`` over batch chunks, given the first ``levels`` levels of each chunk's cell
+    pyramid: sliced from ``pyramid`` when given, else built per chunk."""
+    batch = images.shape[0]
+    if pyramid is not None:
+        pyramid = check_cell_pyramid(pyramid, geometry, batch, images.shape[1])[:levels]
     size = max(1, _CHUNK_VALUES // max(1, images[0].numel()))
-    if images.shape[0] <= size:
-        return score(images, geometry)
-    parts = [score(part, geometry) for part in torch.split(images, size)]
+    parts = []
+    for start in range(0, batch, size):
+        stop = min(batch, start + size)
+        if pyramid is None:
+            chunk = cell_pyramid(images[start:stop], geometry, levels)
+        else:
+            chunk = [level[start:stop] for level in pyramid]
+        parts.append(score(chunk, geometry))
+    if len(parts) == 1:
+        return parts[0]
     return [torch.cat(maps) for maps in zip(*parts, strict=True)]
 
 
-def laplacian_scores(images: Tensor, min_patch: int = 16, max_patch: int = 64) -> list[Tensor]:
+def laplacian_scores(
+    images: Tensor, min_patch: int = 16, max_patch: int = 64, *, pyramid: Pyramid = None
+) -> list[Tensor]:
     """Band energy a split recovers, in pixel units.
 
     A leaf of side ``s = min_patch * 2**k`` is read from Gaussian level ``k``, so it drops the
@@ -77,6 +99,7 @@ def laplacian_scores(images: Tensor, min_patch: int = 16, max_patch: int = 64) -
         images: ``(B, C, H, W)`` floating images, each side ``>= max_patch``.
         min_patch: smallest leaf side in pixels (a level-0 token).
         max_patch: cell side in pixels, ``min_patch * 2**depth``.
+        pyramid: the images' :func:`~pyrtok.allocation.cell_pyramid`, if already built.
 
     Returns:
         ``depth`` maps, entry ``d`` ``(B, cell_rows * 2**d, cell_cols * 2**d)``, float32
@@ -87,18 +110,18 @@ def laplacian_scores(images: Tensor, min_patch: int = 16, max_patch: int = 64) -
         >>> [tuple(s.shape) for s in scores]
         [(2, 2, 2), (2, 4, 4)]
     """
-    return _chunked(_laplacian, images, geometry_for(images, min_patch, max_patch))
-
-
-def _laplacian(images: Tensor, geometry: QuadtreeGeometry) -> list[Tensor]:
-    depth, min_patch = geometry.depth, geometry.min_patch
-    if depth == 0:
+    geometry = geometry_for(images, min_patch, max_patch)
+    if geometry.depth == 0:
         return []
-    x = pad_to_cells(images, geometry)
-    bands = laplacian_pyramid(x, levels=depth + 1)[:depth]
+    return _chunked(_laplacian, images, geometry, pyramid, geometry.depth + 1)
+
+
+def _laplacian(gaussians: list[Tensor], geometry: QuadtreeGeometry) -> list[Tensor]:
+    depth, min_patch = geometry.depth, geometry.min_patch
+    bands = laplacian_from_gaussian(gaussians)[:depth]
     weighted = []
     for j, band in enumerate(bands):
-        share = valid_weight(geometry, 2**j, x.device)
+        share = valid_weight(geometry, 2**j, band.device)
         weighted.append(band if share is None else band * share.to(band.dtype).sqrt())
     energy = band_energy(weighted, min_patch, check_finite=False)
     scores = []
@@ -128,7 +151,12 @@ def _histograms(bin_index: Tensor, bins: int, rows: int, cols: int, node: int) -
 
 
 def entropy_scores(
-    images: Tensor, min_patch: int = 16, max_patch: int = 64, bins: int = 512
+    images: Tensor,
+    min_patch: int = 16,
+    max_patch: int = 64,
+    bins: int = 512,
+    *,
+    pyramid: Pyramid = None,
 ) -> list[Tensor]:
     """Shannon entropy (bits) of each node's grayscale histogram, as in APT.
 
@@ -141,6 +169,7 @@ def entropy_scores(
         min_patch: smallest leaf side in pixels (a level-0 token).
         max_patch: cell side in pixels, ``min_patch * 2**depth``.
         bins: histogram bins (APT uses 512).
+        pyramid: the images' :func:`~pyrtok.allocation.cell_pyramid`, if already built.
 
     Returns:
         ``depth`` maps as in :func:`laplacian_scores`, float32 (float64 for float64 input).
@@ -153,14 +182,13 @@ def entropy_scores(
     geometry = geometry_for(images, min_patch, max_patch)
     if isinstance(bins, bool) or not isinstance(bins, int) or bins < 2:
         raise ValueError(f"bins: expected an int >= 2, got {bins!r}")
-    return _chunked(lambda part, g: _entropy(part, g, bins), images, geometry)
-
-
-def _entropy(images: Tensor, geometry: QuadtreeGeometry, bins: int) -> list[Tensor]:
-    depth = geometry.depth
-    if depth == 0:
+    if geometry.depth == 0:
         return []
-    x = pad_to_cells(images, geometry)
+    return _chunked(lambda part, g: _entropy(part[0], g, bins), images, geometry, pyramid, 1)
+
+
+def _entropy(x: Tensor, geometry: QuadtreeGeometry, bins: int) -> list[Tensor]:
+    depth = geometry.depth
     bin_index = (_grayscale(x) * bins).floor().clamp(0, bins - 1).long()
     valid = _valid_pixels(geometry, x.device)
     if valid is not None:
@@ -185,7 +213,9 @@ def _entropy(images: Tensor, geometry: QuadtreeGeometry, bins: int) -> list[Tens
     return scores[::-1]
 
 
-def blur_scores(images: Tensor, min_patch: int = 16, max_patch: int = 64) -> list[Tensor]:
+def blur_scores(
+    images: Tensor, min_patch: int = 16, max_patch: int = 64, *, pyramid: Pyramid = None
+) -> list[Tensor]:
     """Quadformer's pixel-blur score ``sqrt(MSE * size)`` of each node.
 
     A node of side ``s`` is compared with the image resized by ``min_patch / s`` (bilinear,
@@ -196,6 +226,7 @@ def blur_scores(images: Tensor, min_patch: int = 16, max_patch: int = 64) -> lis
         images: ``(B, C, H, W)`` floating images, each side ``>= max_patch``.
         min_patch: smallest leaf side in pixels (a level-0 token).
         max_patch: cell side in pixels, ``min_patch * 2**depth``.
+        pyramid: the images' :func:`~pyrtok.allocation.cell_pyramid`, if already built.
 
     Returns:
         ``depth`` maps as in :func:`laplacian_scores`, float32 (float64 for float64 input).
@@ -205,12 +236,12 @@ def blur_scores(images: Tensor, min_patch: int = 16, max_patch: int = 64) -> lis
         >>> [tuple(s.shape) for s in scores]
         [(1, 1, 1), (1, 2, 2)]
     """
-    return _chunked(_blur, images, geometry_for(images, min_patch, max_patch))
+    geometry = geometry_for(images, min_patch, max_patch)
+    return _chunked(lambda part, g: _blur(part[0], g), images, geometry, pyramid, 1)
 
 
-def _blur(images: Tensor, geometry: QuadtreeGeometry) -> list[Tensor]:
+def _blur(x: Tensor, geometry: QuadtreeGeometry) -> list[Tensor]:
     depth, min_patch = geometry.depth, geometry.min_patch
-    x = pad_to_cells(images, geometry)
     height, width = geometry.padded_size
     valid = _valid_pixels(geometry, x.device)
     scores = []
@@ -246,11 +277,10 @@ def threshold_weights(images: Tensor, min_patch: int = 16, max_patch: int = 64) 
         tensor([[[0.0100, 0.0500]]])
     """
     geometry = geometry_for(images, min_patch, max_patch)
-    return _chunked(lambda part, g: [_threshold(part, g)], images, geometry)[0]
+    return _chunked(lambda part, g: [_threshold(part[0], g)], images, geometry, None, 1)[0]
 
 
-def _threshold(images: Tensor, geometry: QuadtreeGeometry) -> Tensor:
-    x = pad_to_cells(images, geometry)
+def _threshold(x: Tensor, geometry: QuadtreeGeometry) -> Tensor:
     pyramid = laplacian_pyramid(x, levels=4)
     weighted = []
     for k, level in enumerate(pyramid):

@@ -15,8 +15,10 @@ import torch
 from torch import Tensor, nn
 
 from pyrtok.allocation.allocation import Allocation
-from pyrtok.allocation.quadtree import check_images, pad_to_cells
-from pyrtok.pyramid import gaussian_pyramid, pyr_up
+from pyrtok.allocation.cell_pyramid import cell_pyramid, check_cell_pyramid
+from pyrtok.allocation.quadtree import check_images
+from pyrtok.allocation.scorers import Pyramid
+from pyrtok.pyramid import pyr_up
 
 
 @dataclass(frozen=True, eq=False)
@@ -106,7 +108,7 @@ def _check_pair(images: Tensor, allocation: Allocation) -> None:
 
 
 def _leaf_index(allocation: Allocation, level: int) -> tuple[Tensor, Tensor]:
-    image, slot = ((allocation.levels == level) & allocation.mask).nonzero(as_tuple=True)
+    image, slot = ((allocation.leaf_level == level) & allocation.mask).nonzero(as_tuple=True)
     return image, slot
 
 
@@ -127,14 +129,16 @@ def token_positions(allocation: Allocation) -> Tensor:
     return positions * allocation.mask[..., None]
 
 
-def tokenize(images: Tensor, allocation: Allocation) -> TokenizedImages:
+def tokenize(images: Tensor, allocation: Allocation, pyramid: Pyramid = None) -> TokenizedImages:
     """Read every leaf of ``allocation`` from the Gaussian pyramid of ``images``.
 
-    Differentiable with respect to ``images``.
+    Differentiable with respect to ``images`` (through ``pyramid`` when given).
 
     Args:
         images: ``(B, C, H, W)``, the size (and batch, device) the allocation was made for.
         allocation: from :func:`~pyrtok.allocation.allocate`.
+        pyramid: the images' :func:`~pyrtok.allocation.cell_pyramid`, if already built (e.g.
+            for the allocator): read instead of building a new one.
 
     Returns:
         :class:`TokenizedImages` with ``tokens (B, N, C * p * p)`` in the dtype of ``images``.
@@ -150,7 +154,9 @@ def tokenize(images: Tensor, allocation: Allocation) -> TokenizedImages:
     geometry = allocation.geometry
     p = geometry.min_patch
     batch, channels = images.shape[:2]
-    pyramid = gaussian_pyramid(pad_to_cells(images, geometry), levels=geometry.depth + 1)
+    if pyramid is None:
+        pyramid = cell_pyramid(images, geometry)
+    pyramid = check_cell_pyramid(pyramid, geometry, batch, channels)
     tokens = pyramid[0].new_zeros((batch, allocation.boxes.shape[1], channels, p, p))
     for k, level in enumerate(pyramid):
         image, slot = _leaf_index(allocation, k)
@@ -238,8 +244,10 @@ class MixedResolutionTokenizer(nn.Module):
         torch.Size([2, 3, 128, 128])
     """
 
-    def forward(self, images: Tensor, allocation: Allocation) -> TokenizedImages:
-        return tokenize(images, allocation)
+    def forward(
+        self, images: Tensor, allocation: Allocation, pyramid: Pyramid = None
+    ) -> TokenizedImages:
+        return tokenize(images, allocation, pyramid)
 
     def detokenize(self, tokens: Tensor, allocation: Allocation) -> Tensor:
         return detokenize(tokens, allocation)

@@ -5,6 +5,7 @@ from pyrtok.pyramid.energy import band_energy, laplacian_energy
 from pyrtok.pyramid.functional import (
     auto_levels,
     gaussian_pyramid,
+    laplacian_from_gaussian,
     laplacian_pyramid,
     max_levels,
     pyr_down,
@@ -25,6 +26,7 @@ __all__ = [
     "gaussian_pyramid",
     "gaussian_taps",
     "laplacian_energy",
+    "laplacian_from_gaussian",
     "laplacian_pyramid",
     "max_levels",
     "pyr_down",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Sequence
 from typing import Literal
 
 import torch
@@ -254,7 +255,31 @@ def laplacian_pyramid(
     fused = fused_taps(x, kernel, border)
     if fused is not None:
         return triton_laplacian_pyramid(x, resolve_levels(x, levels, kernel), fused)
-    gaussians = gaussian_pyramid(x, levels, kernel, border)
+    return laplacian_from_gaussian(gaussian_pyramid(x, levels, kernel, border), kernel, border)
+
+
+def laplacian_from_gaussian(
+    gaussians: Sequence[Tensor], kernel: KernelLike = "binom5", border: str = "reflect"
+) -> list[Tensor]:
+    """The Laplacian pyramid of an already built Gaussian pyramid (no second build).
+
+    ``L_k = G_k - pyr_up(G_{k+1})``; equal to :func:`laplacian_pyramid` of ``gaussians[0]``.
+
+    Args:
+        gaussians: ``[G0, ..., G_{L-1}]`` from :func:`gaussian_pyramid`, same kernel and border.
+        kernel: as in :func:`pyr_down`.
+        border: as in :func:`pyr_down`.
+
+    Returns:
+        ``[L0, ..., L_{L-2}, G_{L-1}]``.
+
+    Examples:
+        >>> import torch
+        >>> x = torch.rand(1, 3, 40, 24, dtype=torch.float64)
+        >>> bands = laplacian_from_gaussian(gaussian_pyramid(x, levels=3))
+        >>> all(torch.equal(a, b) for a, b in zip(bands, laplacian_pyramid(x, levels=3)))
+        True
+    """
     bands = [
         _expand(coarse, (fine.shape[-2], fine.shape[-1]), kernel, border, base=fine, scale=-1.0)
         for fine, coarse in itertools.pairwise(gaussians)

@@ -26,7 +26,6 @@ from pyrtok.vlm.selection import (
     AllSelector,
     FrequencySelector,
     QuerySelector,
-    keep_from_allocation,
 )
 from pyrtok.vlm.sequence import MergedSequence, merge_sequence, split_at_image
 
@@ -51,7 +50,6 @@ __all__ = [
     "encode_pyramid",
     "first_token_prob",
     "gather_tokens",
-    "keep_from_allocation",
     "margin",
     "mean_token_prob",
     "merge_sequence",

@@ -5,9 +5,10 @@ A selector maps ``(images, residual grids, query, patch_size)`` to one bool keep
 
 - :class:`FrequencySelector` (default): a quadtree allocation by
   :func:`~pyrtok.allocation.allocate` with ``min_patch = p`` and ``max_patch = p * 2**(L-1)``.
-  A leaf of side ``p * 2**k`` says its region needs detail down to pyramid level ``k``; the
-  residual tokens of level ``j`` are kept where the leaves are at level ``<= j``, i.e. under every
-  split quadtree node. Each split costs 4 residual tokens.
+  Quadtree depth ``d`` is VLM scale ``s = d``, so the keep map of scale ``s`` is the allocation's
+  tree at that depth (:meth:`~pyrtok.allocation.Allocation.nodes`): the residual tokens of a
+  region are kept where its node exists, i.e. under every split. Each split costs 4 residual
+  tokens.
 - :class:`AllSelector`: every residual token.
 - :class:`QuerySelector`: query-conditioned (the seed's ``query_needs_detail``): a gate on the
   question decides whether the image gets any residual tokens; a bilinear score of question
@@ -19,7 +20,6 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from pyrtok.allocation import Allocation, FrequencyAwareAllocator, allocate
@@ -33,49 +33,6 @@ def _check_detail(detail: float) -> float:
     if isinstance(detail, bool) or not isinstance(detail, int | float) or not 0 <= detail <= 1:
         raise ValueError(f"detail: expected a fraction in [0, 1], got {detail!r}")
     return float(detail)
-
-
-def keep_from_allocation(allocation: Allocation, levels: int) -> list[Tensor]:
-    """Keep maps per scale (coarsest first) from a quadtree allocation.
-
-    Args:
-        allocation: made with ``max_patch = min_patch * 2**(levels - 1)`` on images whose sides
-            are multiples of ``max_patch``.
-        levels: number of scales ``L``.
-
-    Returns:
-        ``L`` bool maps; map ``s`` is ``(B, H / (p * 2**(L-1-s)), W / (p * 2**(L-1-s)))``.
-
-    Examples:
-        >>> a = allocate(torch.rand(1, 3, 32, 32), budget=4, min_patch=8, max_patch=32)
-        >>> [k.sum().item() for k in keep_from_allocation(a, 3)]
-        [1, 4, 0]
-    """
-    p, depth = allocation.min_patch, levels - 1
-    if allocation.max_patch != p * 2**depth:
-        raise ValueError(
-            f"allocation: expected max_patch = min_patch * 2**(levels - 1) = {p * 2**depth}, got "
-            f"{allocation.max_patch}"
-        )
-    height, width = allocation.image_size
-    batch = allocation.batch_size
-    device = allocation.device
-    leaf_level = torch.full((batch, height // p, width // p), depth, device=device)
-    for k in range(depth):
-        marked = torch.zeros(
-            (batch, height // (p << k), width // (p << k)), dtype=torch.bool, device=device
-        )
-        image, slot = ((allocation.levels == k) & allocation.mask).nonzero(as_tuple=True)
-        corner = allocation.boxes[image, slot, :2] // (p << k)
-        marked[image, corner[:, 0], corner[:, 1]] = True
-        marked = marked.repeat_interleave(1 << k, dim=1).repeat_interleave(1 << k, dim=2)
-        leaf_level = torch.where(marked, torch.minimum(leaf_level, torch.tensor(k)), leaf_level)
-    keep = []
-    for s in range(levels):
-        k = depth - s
-        pooled = -F.max_pool2d(-leaf_level[:, None].float(), 1 << k)[:, 0]
-        keep.append(pooled <= k)
-    return keep
 
 
 class AllSelector(nn.Module):
@@ -145,13 +102,13 @@ class FrequencySelector(nn.Module):
                     f"(encoder patch size and levels), got min_patch={self.allocator.min_patch} "
                     f"and max_patch={self.allocator.max_patch}"
                 )
-            allocation = self.allocator(images)
+            allocation: Allocation = self.allocator(images)
         else:
             cells = (images.shape[-2] // max_patch) * (images.shape[-1] // max_patch)
             max_splits = cells * (4 ** (levels - 1) - 1) // 3
             budget = cells + 3 * round(self.detail * max_splits)
             allocation = allocate(images, budget, patch_size, max_patch, self.strategy, self.scorer)
-        return keep_from_allocation(allocation, levels)
+        return allocation.nodes()
 
 
 class QuerySelector(nn.Module):

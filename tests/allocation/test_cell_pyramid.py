@@ -1,0 +1,53 @@
+"""One pyramid per image: scorers and the tokenizer read a shared cell pyramid, built once."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import pyrtok.pyramid.functional as pyramid_functional
+from pyrtok.allocation import SCORERS, QuadtreeGeometry, allocate, cell_pyramid, tokenize
+
+
+def _count_builds(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    calls: list[int] = []
+    original = pyramid_functional.pyr_down
+
+    def counting(*args: object, **kwargs: object) -> torch.Tensor:
+        calls.append(1)
+        return original(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(pyramid_functional, "pyr_down", counting)
+    return calls
+
+
+@pytest.mark.parametrize("scorer", list(SCORERS))
+def test_scores_and_tokens_equal_with_a_shared_pyramid(scorer: str) -> None:
+    x = torch.rand(3, 3, 80, 112, generator=torch.Generator().manual_seed(0))
+    g = QuadtreeGeometry.create(80, 112, 8, 32)
+    pyramid = cell_pyramid(x, g)
+    shared = allocate(x, 15 + 3 * 9, 8, 32, scorer=scorer, pyramid=pyramid)
+    alone = allocate(x, 15 + 3 * 9, 8, 32, scorer=scorer)
+    assert torch.equal(shared.boxes, alone.boxes)
+    assert torch.equal(tokenize(x, shared, pyramid).tokens, tokenize(x, alone).tokens)
+
+
+def test_allocate_then_tokenize_reduces_each_image_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    x = torch.rand(2, 3, 64, 64)
+    g = QuadtreeGeometry.create(64, 64, 8, 32)
+    calls = _count_builds(monkeypatch)
+    pyramid = cell_pyramid(x, g)
+    tokenize(x, allocate(x, 4 + 3 * 5, 8, 32, pyramid=pyramid), pyramid)
+    assert len(calls) == g.depth  # one REDUCE per level above the image, nothing rebuilt
+    calls.clear()
+    tokenize(x, allocate(x, 4 + 3 * 5, 8, 32))
+    assert len(calls) == 2 * g.depth  # without sharing: the scorer's and the tokenizer's
+
+
+def test_a_pyramid_of_other_images_is_refused() -> None:
+    x = torch.rand(2, 3, 64, 64)
+    other = cell_pyramid(torch.rand(2, 3, 64, 96), QuadtreeGeometry.create(64, 96, 8, 32))
+    with pytest.raises(ValueError, match=r"pyramid: level 0 must have shape \(2, 3, 64, 64\)"):
+        allocate(x, 7, 8, 32, pyramid=other)
+    with pytest.raises(ValueError, match="pyramid: expected 3 levels"):
+        tokenize(x, allocate(x, 4, 8, 32), other[:2])
