@@ -21,7 +21,12 @@ from pyrtok.pyramid import (
     reconstruct,
 )
 from pyrtok.quantize import MultiScaleResidualQuantizer, VectorQuantizer, nearest_code
-from pyrtok.vlm import HierarchicalVLM, MixedResolutionEncoder, ProgressiveVLM
+from pyrtok.vlm import (
+    HierarchicalVLM,
+    MixedResolutionEncoder,
+    MixedResolutionVLM,
+    ProgressiveVLM,
+)
 
 __version__ = "0.1.0"
 
@@ -34,6 +39,7 @@ __all__ = [
     "LaplacianPyramid",
     "MixedResolutionEncoder",
     "MixedResolutionTokenizer",
+    "MixedResolutionVLM",
     "MultiScaleResidualQuantizer",
     "ProgressiveVLM",
     "VectorQuantizer",

@@ -6,6 +6,7 @@ from dataclasses import dataclass, replace
 from typing import Literal
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from pyrtok.allocation.quadtree import QuadtreeGeometry, children, sum_pool
@@ -116,11 +117,51 @@ class Allocation:
             splits=tuple(split.to(device) for split in self.splits),
         )
 
+    @staticmethod
+    def cat(allocations: list[Allocation]) -> Allocation:
+        """Stack allocations of the same geometry and order along the batch (rows keep their
+        own token counts; padding grows to the longest).
+
+        Examples:
+            >>> from pyrtok.allocation import allocate
+            >>> x = torch.rand(2, 3, 64, 64)
+            >>> both = Allocation.cat([allocate(x[:1], 4, 16, 32), allocate(x[1:], 13, 16, 32)])
+            >>> both.lengths.tolist(), tuple(both.boxes.shape)
+            ([4, 13], (2, 13, 3))
+        """
+        if not allocations:
+            raise ValueError("allocations: expected at least one Allocation, got none")
+        first = allocations[0]
+        for other in allocations[1:]:
+            if (other.geometry, other.order) != (first.geometry, first.order):
+                raise ValueError(
+                    f"allocations: expected one geometry and order, got {first.geometry} "
+                    f"({first.order}) and {other.geometry} ({other.order})"
+                )
+        count = max(int(a.boxes.shape[1]) for a in allocations)
+
+        def padded(values: list[Tensor]) -> Tensor:  # dim 1 grows to ``count`` with zeros
+            return torch.cat(
+                [F.pad(v, [0, 0] * (v.ndim - 2) + [0, count - v.shape[1]]) for v in values]
+            )
+
+        return replace(
+            first,
+            boxes=padded([a.boxes for a in allocations]),
+            leaf_level=padded([a.leaf_level for a in allocations]),
+            lengths=torch.cat([a.lengths for a in allocations]),
+            mask=padded([a.mask for a in allocations]),
+            cell_counts=torch.cat([a.cell_counts for a in allocations]),
+            splits=tuple(
+                torch.cat([a.splits[d] for a in allocations]) for d in range(len(first.splits))
+            ),
+        )
+
     def level_counts(self) -> Tensor:
         """``(B, depth + 1)`` int64: tokens per pyramid level (column ``k`` = size
         ``min_patch * 2**k``)."""
         depth = self.geometry.depth
-        onehot = torch.nn.functional.one_hot(self.leaf_level.clamp(min=0), depth + 1)
+        onehot = F.one_hot(self.leaf_level.clamp(min=0), depth + 1)
         return (onehot * self.mask[..., None]).sum(dim=1)
 
     def nodes(self) -> list[Tensor]:

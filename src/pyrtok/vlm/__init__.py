@@ -2,6 +2,7 @@
 residual visual tokens, per-region selection, confidence functions, mixed-resolution tokens
 through pretrained ViT encoders."""
 
+from pyrtok.vlm._hf import call_lm
 from pyrtok.vlm.confidence import (
     CONFIDENCES,
     ConfidenceFn,
@@ -19,6 +20,8 @@ from pyrtok.vlm.mixed_resolution import (
     sample_position_embeddings,
     vit_patch_size,
 )
+from pyrtok.vlm.mixed_resolution_vlm import MixedResolutionVLM
+from pyrtok.vlm.output import VLMOutput
 from pyrtok.vlm.progressive import ProgressiveOutput, ProgressiveVLM
 from pyrtok.vlm.projector import MLPProjector
 from pyrtok.vlm.residual import compact, gather_tokens, residual_grids
@@ -40,11 +43,14 @@ __all__ = [
     "MergedSequence",
     "MixedResolutionEncoder",
     "MixedResolutionFeatures",
+    "MixedResolutionVLM",
     "ProgressiveOutput",
     "ProgressiveVLM",
     "QuerySelector",
+    "VLMOutput",
     "VisionEncoder",
     "VisualTokens",
+    "call_lm",
     "compact",
     "encode_mixed_resolution",
     "encode_pyramid",

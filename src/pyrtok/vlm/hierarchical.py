@@ -10,14 +10,19 @@ from torch import Tensor, nn
 
 from pyrtok.allocation import FrequencyAwareAllocator
 from pyrtok.quantize import VectorQuantizer
-from pyrtok.vlm._hf import call_lm, hidden_size, input_embeddings
+from pyrtok.vlm._hf import call_lm, hidden_size
 from pyrtok.vlm.encoders import VisionEncoder, encode_pyramid
-from pyrtok.vlm.projector import MLPProjector
+from pyrtok.vlm.output import VLMOutput, vlm_output
 from pyrtok.vlm.residual import gather_tokens, residual_grids
 from pyrtok.vlm.selection import AllSelector, FrequencySelector, QuerySelector
 from pyrtok.vlm.sequence import MergedSequence, check_prompt, merge_sequence
-
-FREEZABLE = ("encoder", "projector", "language_model")
+from pyrtok.vlm.wiring import (
+    check_projected,
+    embed_text,
+    freeze_parts,
+    resolve_image_token,
+    resolve_projector,
+)
 
 
 @dataclass(frozen=True, eq=False)
@@ -138,31 +143,10 @@ class HierarchicalVLM(nn.Module):
         self.language_model = language_model
         self.hidden_size = hidden_size(language_model)
         feature_dim = vision_encoder.hidden_size
-        if projector is None:
-            projector = MLPProjector(feature_dim, self.hidden_size)
-        elif projector == "identity":
-            if feature_dim != self.hidden_size:
-                raise ValueError(
-                    f"projector: 'identity' needs the vision hidden size to equal the LM's, got "
-                    f"{feature_dim} vs {self.hidden_size}; use projector=None (an MLP) instead"
-                )
-            projector = nn.Identity()
-        elif not isinstance(projector, nn.Module):
-            raise TypeError(
-                f"projector: expected None, 'identity' or an nn.Module, got {projector!r}"
-            )
-        self.projector = projector
+        self.projector = resolve_projector(projector, feature_dim, self.hidden_size)
         self.levels = levels
         self.selector = _resolve_selector(allocator, self.hidden_size, feature_dim)
-        if image_token_id is None:
-            config = getattr(language_model, "config", None)
-            image_token_id = getattr(config, "image_token_id", None)
-        if not isinstance(image_token_id, int):
-            raise ValueError(
-                f"image_token_id: expected the int id of the image placeholder in input_ids "
-                f"(none on language_model.config), got {image_token_id!r}"
-            )
-        self.image_token_id = image_token_id
+        self.image_token_id = resolve_image_token(image_token_id, language_model)
         if quantizer is not None and not isinstance(quantizer, VectorQuantizer):
             raise TypeError(
                 f"quantizer: expected a VectorQuantizer, got {type(quantizer).__name__}"
@@ -170,27 +154,14 @@ class HierarchicalVLM(nn.Module):
         self.quantizer = quantizer
         self.vq_weight = vq_weight
         self.scale_embedding = nn.Parameter(torch.zeros(levels, self.hidden_size))
-        self._freeze(freeze)
-
-    def _freeze(self, freeze: tuple[str, ...]) -> None:
-        unknown = set(freeze) - set(FREEZABLE)
-        if unknown:
-            raise ValueError(
-                f"freeze: expected names from {list(FREEZABLE)}, got {sorted(unknown)}"
-            )
-        parts = {
-            "language_model": self.language_model,
-            "encoder": self.vision_encoder,
-            "projector": self.projector,
-        }
-        # A wrapped LLaVA's language_model holds its vision tower and projector too: freezing
-        # the LM must leave those to their own names.
-        others = {id(p) for name in ("encoder", "projector") for p in parts[name].parameters()}
-        for name in FREEZABLE:
-            if name in freeze:
-                for parameter in parts[name].parameters():
-                    if name != "language_model" or id(parameter) not in others:
-                        parameter.requires_grad_(False)
+        freeze_parts(
+            {
+                "encoder": self.vision_encoder,
+                "projector": self.projector,
+                "language_model": self.language_model,
+            },
+            freeze,
+        )
 
     @classmethod
     def from_llava(
@@ -222,9 +193,7 @@ class HierarchicalVLM(nn.Module):
 
     def embed_text(self, input_ids: Tensor) -> Tensor:
         """``(B, T)`` ids -> ``(B, T, D)`` LM input embeddings (placeholders embedded as id 0)."""
-        ids = input_ids.masked_fill(input_ids == self.image_token_id, 0)
-        embeds: Tensor = input_embeddings(self.language_model)(ids)
-        return embeds
+        return embed_text(self.language_model, input_ids, self.image_token_id)
 
     def query_embedding(self, input_ids: Tensor, attention_mask: Tensor | None) -> Tensor:
         """``(B, D)`` mean embedding of each row's real text tokens (the query for selectors)."""
@@ -250,13 +219,7 @@ class HierarchicalVLM(nn.Module):
         indices = vq_loss = None
         if self.quantizer is not None:
             tokens, indices, vq_loss = self.quantizer(tokens, mask)
-        embeds = self.projector(tokens)
-        if embeds.shape[-1] != self.hidden_size:
-            raise ValueError(
-                f"projector: produced features of size {embeds.shape[-1]} but the language "
-                f"model's hidden size is {self.hidden_size}; give a projector to "
-                f"{self.hidden_size} (or projector=None for the default MLP)"
-            )
+        embeds = check_projected(self.projector(tokens), self.hidden_size)
         embeds = (embeds + self.scale_embedding[scales].to(embeds.dtype)) * mask[..., None]
         return VisualTokens(embeds, mask, scales, indices, vq_loss)
 
@@ -302,7 +265,7 @@ class HierarchicalVLM(nn.Module):
         input_ids: Tensor,
         attention_mask: Tensor | None = None,
         labels: Tensor | None = None,
-    ) -> Any:
+    ) -> VLMOutput:
         """Run the LM on the merged sequence.
 
         Args:
@@ -312,8 +275,9 @@ class HierarchicalVLM(nn.Module):
             labels: ``(B, T)`` aligned with ``input_ids`` (``-100`` to ignore); the LM shifts.
 
         Returns:
-            The LM's output; ``logits (B, S, V)`` over the merged sequence (right-padded), and
-            ``loss`` (plus ``vq_weight * vq_loss``) when ``labels`` is given.
+            :class:`~pyrtok.vlm.VLMOutput`: ``logits (B, S, V)`` over the merged sequence
+            (right-padded), ``loss`` (plus ``vq_weight * vq_loss``) when ``labels`` is given,
+            ``visual_counts``.
         """
         merged, visual = self.merge(pixel_values, input_ids, attention_mask, labels)
         out = call_lm(
@@ -323,9 +287,7 @@ class HierarchicalVLM(nn.Module):
             merged.position_ids,
             labels=merged.labels,
         )
-        if visual.vq_loss is not None and getattr(out, "loss", None) is not None:
-            out.loss = out.loss + self.vq_weight * visual.vq_loss
-        return out
+        return vlm_output(out, visual.counts, vq_loss=visual.vq_loss, vq_weight=self.vq_weight)
 
     @torch.no_grad()
     def generate(

@@ -132,6 +132,17 @@ def vit_patch_size(model: nn.Module) -> int:
     return int(_vit_parts(model).patch_weight.shape[-1])
 
 
+def vit_hidden_size(model: nn.Module) -> int:
+    """Feature width of a ViT-family vision model (its patch embedding's output channels).
+
+    Examples:
+        >>> from pyrtok.vlm.testing import tiny_clip
+        >>> vit_hidden_size(tiny_clip())
+        32
+    """
+    return int(_vit_parts(model).patch_weight.shape[0])
+
+
 def sample_position_embeddings(grid: Tensor, positions: Tensor) -> Tensor:
     """Bilinear samples of a position-embedding grid at normalised token centres.
 

@@ -56,22 +56,29 @@ def tiny_clip(
     return model
 
 
-def tiny_llava(image_token_id: int = 63, seed: int = 0) -> Any:
-    """A ``LlavaForConditionalGeneration`` (CLIP vision + Llama, feature layer -2, CLS dropped).
+def tiny_llava(image_token_id: int = 63, seed: int = 0, vision: str = "clip") -> Any:
+    """A ``LlavaForConditionalGeneration``: Llama with a CLIP tower (feature layer -2, CLS
+    dropped) or, with ``vision="siglip"``, a SigLIP tower (no CLS: every token kept).
 
     Examples:
         >>> tiny_llava().config.image_token_id
         63
+        >>> tiny_llava(vision="siglip").config.vision_feature_select_strategy
+        'full'
     """
     from transformers import (
         CLIPVisionConfig,
         LlamaConfig,
         LlavaConfig,
         LlavaForConditionalGeneration,
+        SiglipVisionConfig,
     )
 
+    towers = {"clip": CLIPVisionConfig, "siglip": SiglipVisionConfig}
+    if vision not in towers:
+        raise ValueError(f"vision: expected one of {list(towers)}, got {vision!r}")
     torch.manual_seed(seed)
-    vision = CLIPVisionConfig(
+    tower = towers[vision](
         hidden_size=32,
         intermediate_size=64,
         num_hidden_layers=2,
@@ -88,11 +95,11 @@ def tiny_llava(image_token_id: int = 63, seed: int = 0) -> Any:
         num_key_value_heads=2,
     )
     config = LlavaConfig(  # type: ignore[call-arg]
-        vision_config=vision,
+        vision_config=tower,
         text_config=text,
         image_token_id=image_token_id,
         vision_feature_layer=-2,
-        vision_feature_select_strategy="default",
+        vision_feature_select_strategy="default" if vision == "clip" else "full",
         attn_implementation="eager",
     )
     return LlavaForConditionalGeneration(config).eval()  # type: ignore[no-untyped-call]

@@ -1,0 +1,501 @@
+"""MixedResolutionVLM: frequency-aware quadtree tokens straight into a VLM.
+
+One route, every step on exactly the tokens the allocation chose:
+
+1. images in ``[0, 1]`` -> one Gaussian pyramid per image
+   (:func:`~pyrtok.allocation.cell_pyramid`) -> the allocator scores it -> an
+   :class:`~pyrtok.allocation.Allocation` (or the caller's ``allocation=``);
+2. each leaf is read from that pyramid as a ``p`` x ``p`` token
+   (:func:`~pyrtok.allocation.tokenize`) and normalised with the vision model's mean/std
+   (the pyramid is linear and keeps constants, so this equals tokenizing normalised images);
+3. the pretrained vision model runs on exactly those tokens, with its position embeddings
+   sampled at the token centres (:func:`~pyrtok.vlm.encode_mixed_resolution`): the
+   allocation decides what the encoder computes, not only what the LM reads;
+4. projector -> tokens replace each row's image placeholder -> any HF causal LM.
+
+At full detail (every leaf at level 0, ``min_patch`` = the model's patch size) in raster order
+the tokens are the model's own patch grid, and :meth:`MixedResolutionVLM.from_llava` gives
+LLaVA's own logits.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from pyrtok.allocation import (
+    Allocation,
+    FrequencyAwareAllocator,
+    LeafOrder,
+    QuadtreeGeometry,
+    Scorer,
+    TokenizedImages,
+    cell_pyramid,
+    tokenize,
+)
+from pyrtok.quantize import VectorQuantizer
+from pyrtok.vlm._hf import call_lm, hidden_size
+from pyrtok.vlm.mixed_resolution import encode_mixed_resolution, vit_hidden_size, vit_patch_size
+from pyrtok.vlm.output import VLMOutput, vlm_output
+from pyrtok.vlm.pixels import check_unit_range, normalisation_for, normalise_tokens
+from pyrtok.vlm.sequence import MergedSequence, check_prompt, merge_sequence
+from pyrtok.vlm.wiring import (
+    check_projected,
+    embed_text,
+    freeze_parts,
+    resolve_image_token,
+    resolve_projector,
+)
+
+Allocator = Callable[..., Allocation]
+"""``allocator(images (B, C, H, W) in [0, 1], pyramid=...) -> Allocation``; a
+:class:`~pyrtok.allocation.FrequencyAwareAllocator` is one."""
+
+Budget = int | Sequence[int]
+"""Tokens per image: one int for the batch or one per row."""
+
+CONFIG_NAME = "pyrtok_config.json"
+WEIGHTS_NAME = "pyrtok_weights.safetensors"
+
+
+class MixedResolutionVLM(nn.Module):
+    """Quadtree tokens of each image through a pretrained vision model into a causal LM.
+
+    Args:
+        vision_model: a Hugging Face ViT-family vision model (``CLIPVisionModel``,
+            ``SiglipVisionModel``, ``ViTModel``, ``Dinov2Model``; see
+            :func:`~pyrtok.vlm.encode_mixed_resolution`).
+        language_model: any HF causal LM (called with ``inputs_embeds``).
+        projector: ``None`` (:class:`~pyrtok.vlm.MLPProjector`), ``"identity"`` or a module
+            ``(..., D_v) -> (..., D)``.
+        budget: visual tokens per image (default allocator); rows may be given their own
+            budget per call.
+        allocator: a callable ``(images, pyramid=...) -> Allocation`` instead of the default
+            :class:`~pyrtok.allocation.FrequencyAwareAllocator`; its ``min_patch`` must be the
+            vision model's patch size.
+        max_patch: largest leaf (cell) side, ``patch_size * 2**depth`` (default
+            ``4 * patch_size``: three leaf sizes).
+        strategy: as :func:`~pyrtok.allocation.allocate`.
+        scorer: as :func:`~pyrtok.allocation.allocate`; it sees ``[0, 1]`` pixels.
+        order: leaf (token) order, ``"raster"`` or ``"morton"``.
+        image_token_id: placeholder id in ``input_ids`` (default: ``language_model.config``'s).
+        feature_layer: hidden state fed to the projector (``None``: last, after the final
+            norm; LLaVA uses ``-2``).
+        keep_prefix: also send the vision model's prefix (CLS) token(s), first.
+        image_mean: per-channel mean the vision model was trained with (default: read from
+            the models' configs where they carry it, else by model type: SigLIP 0.5, others
+            CLIP's constants).
+        image_std: per-channel std, as ``image_mean``.
+        quantizer: optional :class:`~pyrtok.quantize.VectorQuantizer` (``dim = D_v``) before
+            the projector; its loss times ``vq_weight`` is added to the LM loss.
+        vq_weight: weight of the quantizer loss.
+        freeze: any of ``"encoder"``, ``"projector"``, ``"language_model"``.
+
+    Shapes:
+        ``pixel_values (B, 3, H, W)`` in ``[0, 1]``, ``input_ids (B, T)`` with an image
+        placeholder per row (one, or one per visual token) -> :class:`~pyrtok.vlm.VLMOutput`
+        with ``logits (B, S, V)``.
+
+    Examples:
+        >>> import torch
+        >>> from pyrtok.vlm.testing import tiny_clip, tiny_llama
+        >>> vlm = MixedResolutionVLM(tiny_clip(), tiny_llama(), budget=10, image_token_id=63)
+        >>> ids = torch.tensor([[1, 63, 5, 6], [1, 63, 7, 8]])
+        >>> out = vlm(torch.rand(2, 3, 64, 64), ids, labels=ids)
+        >>> out.visual_counts.tolist(), out.logits.shape, out.loss.ndim
+        ([10, 10], torch.Size([2, 13, 64]), 0)
+        >>> out = vlm(torch.rand(2, 3, 64, 64), ids, budget=[4, 19])  # a budget per row
+        >>> out.visual_counts.tolist()
+        [4, 19]
+    """
+
+    image_mean: Tensor
+    image_std: Tensor
+
+    def __init__(
+        self,
+        vision_model: nn.Module,
+        language_model: nn.Module,
+        projector: nn.Module | str | None = None,
+        *,
+        budget: int | None = None,
+        allocator: Allocator | None = None,
+        max_patch: int | None = None,
+        strategy: str = "greedy",
+        scorer: str | Scorer = "laplacian",
+        order: LeafOrder = "raster",
+        image_token_id: int | None = None,
+        feature_layer: int | None = None,
+        keep_prefix: bool = False,
+        image_mean: Sequence[float] | None = None,
+        image_std: Sequence[float] | None = None,
+        quantizer: VectorQuantizer | None = None,
+        vq_weight: float = 1.0,
+        freeze: tuple[str, ...] = (),
+    ) -> None:
+        super().__init__()
+        self.patch_size = vit_patch_size(vision_model)
+        self.vision_model = vision_model
+        self.language_model = language_model
+        self.hidden_size = hidden_size(language_model)
+        feature_dim = vit_hidden_size(vision_model)
+        self.projector = resolve_projector(projector, feature_dim, self.hidden_size)
+        self.max_patch = 4 * self.patch_size if max_patch is None else max_patch
+        QuadtreeGeometry.create(self.max_patch, self.max_patch, self.patch_size, self.max_patch)
+        self.strategy, self.scorer, self.order = strategy, scorer, order
+        self.budget = budget
+        if allocator is None:
+            allocator = self._default_allocator(budget if budget is not None else 1)
+        elif getattr(allocator, "min_patch", self.patch_size) != self.patch_size:
+            raise ValueError(
+                f"allocator: its min_patch {getattr(allocator, 'min_patch', None)} must equal "
+                f"the vision model's patch size {self.patch_size} (a leaf of level 0 is one "
+                f"patch of the model)"
+            )
+        self.allocator = allocator
+        self.custom_allocator = budget is None and allocator is not None
+        self.image_token_id = resolve_image_token(image_token_id, language_model)
+        self.feature_layer = feature_layer
+        self.keep_prefix = keep_prefix
+        mean, std = normalisation_for((vision_model, language_model), image_mean, image_std)
+        self.register_buffer("image_mean", mean, persistent=False)
+        self.register_buffer("image_std", std, persistent=False)
+        if quantizer is not None and not isinstance(quantizer, VectorQuantizer):
+            raise TypeError(
+                f"quantizer: expected a VectorQuantizer, got {type(quantizer).__name__}"
+            )
+        self.quantizer = quantizer
+        self.vq_weight = vq_weight
+        freeze_parts(
+            {
+                "encoder": self.vision_model,
+                "projector": self.projector,
+                "language_model": self.language_model,
+            },
+            freeze,
+        )
+
+    def _default_allocator(self, budget: int) -> FrequencyAwareAllocator:
+        return FrequencyAwareAllocator(
+            budget, self.patch_size, self.max_patch, self.strategy, self.scorer, self.order
+        )
+
+    @classmethod
+    def from_llava(cls, model: nn.Module, budget: int | None = None, **kwargs: Any) -> Any:
+        """Wrap a ``LlavaForConditionalGeneration``: its vision tower (feature layer and CLS
+        strategy), projector and LM. At full detail in raster order the logits equal LLaVA's
+        own forward on the same normalised images and expanded placeholders.
+
+        Examples:
+            >>> from pyrtok.vlm.testing import tiny_llava
+            >>> vlm = MixedResolutionVLM.from_llava(tiny_llava(), budget=16)
+            >>> vlm.patch_size, vlm.feature_layer, vlm.image_token_id
+            (8, -2, 63)
+        """
+        from pyrtok.vlm.llava import llava_parts
+
+        parts = llava_parts(model)
+        kwargs.setdefault("feature_layer", parts.feature_layer)
+        kwargs.setdefault("keep_prefix", parts.keep_prefix)
+        kwargs.setdefault("image_token_id", parts.image_token_id)
+        return cls(parts.vision_tower, model, parts.projector, budget=budget, **kwargs)
+
+    def allocate(
+        self, pixel_values: Tensor, budget: Budget | None = None
+    ) -> tuple[Allocation, list[Tensor]]:
+        """The allocation of ``pixel_values`` (``[0, 1]``) and the one pyramid it was scored
+        on (which :meth:`tokenize` reads).
+
+        Args:
+            pixel_values: ``(B, C, H, W)`` in ``[0, 1]``.
+            budget: tokens per image, one int or one per row (default: the module's).
+        """
+        check_unit_range(pixel_values)
+        geometry = QuadtreeGeometry.create(
+            pixel_values.shape[-2], pixel_values.shape[-1], self.patch_size, self.max_patch
+        )
+        pyramid = cell_pyramid(pixel_values, geometry)
+        if budget is None:
+            if self.budget is None and not self.custom_allocator:
+                raise ValueError("budget: give one here or to the constructor, got None")
+            return self._checked(
+                self.allocator(pixel_values, pyramid=pyramid), pixel_values
+            ), pyramid
+        rows = [budget] * pixel_values.shape[0] if isinstance(budget, int) else list(budget)
+        if len(rows) != pixel_values.shape[0]:
+            raise ValueError(
+                f"budget: expected one int or one per image ({pixel_values.shape[0]}), got "
+                f"{len(rows)} values"
+            )
+        groups: dict[int, list[int]] = {}
+        for row, value in enumerate(rows):
+            groups.setdefault(value, []).append(row)
+        parts, order = [], []
+        for value, members in groups.items():
+            index = torch.tensor(members, device=pixel_values.device)
+            allocator = self._default_allocator(value)
+            parts.append(allocator(pixel_values[index], [level[index] for level in pyramid]))
+            order += members
+        allocation = Allocation.cat(parts)
+        if order != sorted(order):
+            allocation = allocation[torch.tensor(order).argsort().to(allocation.device)]
+        return allocation, pyramid
+
+    def _checked(self, allocation: object, pixel_values: Tensor) -> Allocation:
+        if not isinstance(allocation, Allocation):
+            raise TypeError(
+                f"allocator: expected it to return an Allocation, got {type(allocation).__name__}"
+            )
+        if allocation.min_patch != self.patch_size:
+            raise ValueError(
+                f"allocation: min_patch must equal the vision model's patch size "
+                f"{self.patch_size}, got {allocation.min_patch}; allocate with min_patch="
+                f"{self.patch_size}"
+            )
+        if allocation.image_size != tuple(pixel_values.shape[-2:]):
+            height, width = allocation.image_size
+            raise ValueError(
+                f"allocation: made for {height}x{width} images, got "
+                f"{pixel_values.shape[-2]}x{pixel_values.shape[-1]}; allocate again for this size"
+            )
+        if allocation.batch_size != pixel_values.shape[0]:
+            raise ValueError(
+                f"allocation: holds {allocation.batch_size} images, got a batch of "
+                f"{pixel_values.shape[0]}"
+            )
+        return allocation
+
+    def tokenize(
+        self, pixel_values: Tensor, allocation: Allocation, pyramid: list[Tensor] | None = None
+    ) -> TokenizedImages:
+        """Tokens of ``allocation`` read from ``pyramid`` (built here if not given) and
+        normalised as the vision model expects."""
+        tokens = tokenize(pixel_values, allocation, pyramid)
+        return normalise_tokens(tokens, self.image_mean, self.image_std)
+
+    def encode_images(
+        self,
+        pixel_values: Tensor,
+        allocation: Allocation | None = None,
+        budget: Budget | None = None,
+    ) -> tuple[Tensor, Tensor, Allocation, Tensor | None]:
+        """Images -> projected visual tokens.
+
+        Returns:
+            ``embeds (B, N, D)`` (zeros on padding), ``mask (B, N)``, the allocation and the
+            quantizer loss (or ``None``).
+        """
+        pyramid = None
+        if allocation is None:
+            allocation, pyramid = self.allocate(pixel_values, budget)
+        else:
+            check_unit_range(pixel_values)
+            allocation = self._checked(allocation, pixel_values)
+        tokens = self.tokenize(pixel_values, allocation, pyramid)
+        features = encode_mixed_resolution(self.vision_model, tokens, self.feature_layer)
+        hidden, mask = features.tokens, features.mask
+        if self.keep_prefix and features.prefix.shape[1]:
+            hidden = torch.cat([features.prefix, hidden], dim=1)
+            mask = torch.cat([mask.new_ones(features.prefix.shape[:2]), mask], dim=1)
+        vq_loss = None
+        if self.quantizer is not None:
+            hidden, _, vq_loss = self.quantizer(hidden, mask)
+        embeds = check_projected(self.projector(hidden), self.hidden_size)
+        return embeds * mask[..., None], mask, allocation, vq_loss
+
+    def merge(
+        self,
+        pixel_values: Tensor,
+        input_ids: Tensor,
+        attention_mask: Tensor | None = None,
+        labels: Tensor | None = None,
+        allocation: Allocation | None = None,
+        budget: Budget | None = None,
+        padding_side: str = "right",
+    ) -> tuple[MergedSequence, Tensor, Allocation, Tensor | None]:
+        """The LM inputs, per-row visual counts, the allocation and the quantizer loss."""
+        check_prompt(input_ids, attention_mask, labels)
+        if pixel_values.shape[0] != input_ids.shape[0]:
+            raise ValueError(
+                f"pixel_values: expected one image per input_ids row ({input_ids.shape[0]}), got "
+                f"{pixel_values.shape[0]}"
+            )
+        embeds, mask, allocation, vq_loss = self.encode_images(pixel_values, allocation, budget)
+        merged = merge_sequence(
+            embed_text(self.language_model, input_ids, self.image_token_id),
+            input_ids,
+            attention_mask,
+            embeds,
+            mask,
+            self.image_token_id,
+            labels,
+            padding_side,
+        )
+        return merged, mask.sum(dim=1), allocation, vq_loss
+
+    def forward(
+        self,
+        pixel_values: Tensor,
+        input_ids: Tensor,
+        attention_mask: Tensor | None = None,
+        labels: Tensor | None = None,
+        allocation: Allocation | None = None,
+        budget: Budget | None = None,
+    ) -> VLMOutput:
+        """Run the LM on the merged sequence.
+
+        Args:
+            pixel_values: ``(B, 3, H, W)`` in ``[0, 1]`` (normalisation happens inside).
+            input_ids: ``(B, T)`` with one placeholder (or one per visual token) per row.
+            attention_mask: ``(B, T)``.
+            labels: ``(B, T)`` aligned with ``input_ids`` (``-100`` to ignore); the LM shifts.
+            allocation: use this allocation instead of allocating.
+            budget: tokens per image for this call, one int or one per row.
+
+        Returns:
+            :class:`~pyrtok.vlm.VLMOutput` with ``logits``, ``loss``, ``allocation`` and
+            ``visual_counts``.
+        """
+        merged, counts, allocation, vq_loss = self.merge(
+            pixel_values, input_ids, attention_mask, labels, allocation, budget
+        )
+        out = call_lm(
+            self.language_model,
+            merged.inputs_embeds,
+            merged.attention_mask,
+            merged.position_ids,
+            labels=merged.labels,
+        )
+        return vlm_output(out, counts, allocation, vq_loss, self.vq_weight)
+
+    @torch.no_grad()
+    def generate(
+        self,
+        pixel_values: Tensor,
+        input_ids: Tensor,
+        attention_mask: Tensor | None = None,
+        allocation: Allocation | None = None,
+        budget: Budget | None = None,
+        **generate_kwargs: Any,
+    ) -> Tensor:
+        """``language_model.generate`` on the merged, left-padded sequence.
+
+        Returns:
+            ``(B, T_new)`` generated token ids.
+        """
+        generate = getattr(self.language_model, "generate", None)
+        if generate is None:
+            raise TypeError(
+                f"language_model: {type(self.language_model).__name__} has no generate(); use a "
+                f"Hugging Face causal LM"
+            )
+        merged, *_ = self.merge(
+            pixel_values, input_ids, attention_mask, None, allocation, budget, "left"
+        )
+        out: Tensor = generate(
+            inputs_embeds=merged.inputs_embeds,
+            attention_mask=merged.attention_mask,
+            **generate_kwargs,
+        )
+        return out
+
+    def config_dict(self) -> dict[str, Any]:
+        """What :meth:`save_pretrained` writes next to the weights."""
+        if not isinstance(self.scorer, str) or self.custom_allocator:
+            raise ValueError(
+                "save_pretrained: a custom scorer or allocator cannot be written to JSON; "
+                "save its settings yourself and pass it again to from_pretrained"
+            )
+        return {
+            "budget": self.budget,
+            "max_patch": self.max_patch,
+            "strategy": self.strategy,
+            "scorer": self.scorer,
+            "order": self.order,
+            "image_token_id": self.image_token_id,
+            "feature_layer": self.feature_layer,
+            "keep_prefix": self.keep_prefix,
+            "image_mean": self.image_mean.flatten().tolist(),
+            "image_std": self.image_std.flatten().tolist(),
+            "vq_weight": self.vq_weight,
+            "quantizer": self.quantizer is not None,
+        }
+
+    def owned_state(self) -> dict[str, Any]:
+        """The state pyrtok owns: projector and quantizer (not the HF models); tensors, and
+        the modules' extra state (plain Python values)."""
+        state = {f"projector.{k}": v for k, v in self.projector.state_dict().items()}
+        if self.quantizer is not None:
+            state |= {f"quantizer.{k}": v for k, v in self.quantizer.state_dict().items()}
+        return {
+            k: v.detach().contiguous().cpu() if isinstance(v, Tensor) else v
+            for k, v in state.items()
+        }
+
+    def save_pretrained(self, directory: str | Path) -> None:
+        """Write the configuration (JSON) and the projector/quantizer weights (safetensors).
+
+        The Hugging Face models are saved by their own ``save_pretrained``.
+        """
+        from safetensors.torch import save_file
+
+        path = Path(directory)
+        path.mkdir(parents=True, exist_ok=True)
+        state = self.owned_state()
+        tensors = {k: v for k, v in state.items() if isinstance(v, Tensor)}
+        config = self.config_dict() | {
+            "extra_state": {k: v for k, v in state.items() if k not in tensors}
+        }
+        (path / CONFIG_NAME).write_text(json.dumps(config, indent=2) + "\n")
+        save_file(tensors, str(path / WEIGHTS_NAME))
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        directory: str | Path,
+        vision_model: nn.Module,
+        language_model: nn.Module | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        """Rebuild from :meth:`save_pretrained` and the HF models.
+
+        Args:
+            directory: what :meth:`save_pretrained` wrote.
+            vision_model: the vision model, or a whole ``LlavaForConditionalGeneration``
+                (then leave ``language_model`` out).
+            language_model: the causal LM.
+            **kwargs: constructor arguments that override the saved ones (e.g. a custom
+                ``projector`` module, which must take the saved weights, or the
+                ``quantizer``).
+        """
+        from safetensors.torch import load_file
+
+        path = Path(directory)
+        config = json.loads((path / CONFIG_NAME).read_text())
+        if config.pop("quantizer") and "quantizer" not in kwargs:
+            raise ValueError(
+                "quantizer: the saved model has one; pass quantizer=VectorQuantizer(...) with "
+                "the same settings to load its weights"
+            )
+        extra_state = config.pop("extra_state", {})
+        settings = config | kwargs
+        if language_model is None:
+            model = cls.from_llava(vision_model, **settings)
+        else:
+            model = cls(vision_model, language_model, **settings)
+        state: dict[str, Any] = load_file(str(path / WEIGHTS_NAME)) | extra_state
+        parts: dict[str, nn.Module | None] = {
+            "projector": model.projector,
+            "quantizer": model.quantizer,
+        }
+        for name, part in parts.items():
+            prefix = f"{name}."
+            own = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+            if part is not None:
+                part.load_state_dict(own)
+        return model
