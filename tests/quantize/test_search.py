@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import types
-
 import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from pyrtok import _triton
+from pyrtok._triton import DISABLE_ENV
 from pyrtok.quantize import nearest_code, search
 from pyrtok.quantize.search import _use_triton, resolve_precision, score_error_bound
 from tests.quantize.helpers import brute_force_nearest
@@ -112,13 +112,40 @@ def test_precision_resolution_and_dispatch(monkeypatch: pytest.MonkeyPatch) -> N
     assert resolve_precision("auto", torch.device("cpu")) in ("bf16", "fp32")
     assert resolve_precision("auto", torch.device("cpu"), codebook_numel=256 * 48) == "fp32"
     assert resolve_precision("fp32", torch.device("cpu")) == "fp32"
-    fake_cuda = types.SimpleNamespace(is_cuda=True)
-    monkeypatch.delenv("PYRTOK_DISABLE_TRITON", raising=False)
-    assert _use_triton(fake_cuda, "tf32")  # type: ignore[arg-type]
-    assert not _use_triton(fake_cuda, "bf16")  # type: ignore[arg-type]
-    monkeypatch.setenv("PYRTOK_DISABLE_TRITON", "1")
-    assert not _use_triton(fake_cuda, "tf32")  # type: ignore[arg-type]
-    assert not _use_triton(torch.zeros(1), "tf32")
+    cuda, cpu = torch.device("cuda"), torch.device("cpu")
+    monkeypatch.delenv(DISABLE_ENV, raising=False)
+    monkeypatch.delenv("TRITON_INTERPRET", raising=False)
+    monkeypatch.setattr(_triton, "available", lambda: True)  # whether or not Triton is here
+    assert _use_triton(cuda, "tf32")
+    assert _use_triton(cuda, "fp32")
+    assert not _use_triton(cuda, "bf16")
+    assert not _use_triton(cpu, "fp32")
+    monkeypatch.setenv("TRITON_INTERPRET", "1")  # the kernel's CPU test mode
+    assert _use_triton(cpu, "fp32")
+    monkeypatch.setenv(DISABLE_ENV, "1")
+    assert not _use_triton(cuda, "tf32")
+    assert not _use_triton(cpu, "fp32")
+    monkeypatch.delenv(DISABLE_ENV)
+    monkeypatch.setattr(_triton, "available", lambda: False)
+    assert not _use_triton(cuda, "tf32")
+
+
+def test_disable_env_forces_the_torch_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``PYRTOK_DISABLE_TRITON=1`` reaches :func:`nearest_code`, even where a kernel could run."""
+    monkeypatch.setattr(_triton, "available", lambda: True)
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+    monkeypatch.setenv(DISABLE_ENV, "1")
+
+    def no_kernel(*args: object) -> None:
+        raise AssertionError("the fused search ran")
+
+    monkeypatch.setattr(search, "fused_search", no_kernel)
+    g = torch.Generator().manual_seed(5)
+    x, codes = torch.randn(40, 6, generator=g), torch.randn(30, 6, generator=g)
+    assert torch.equal(nearest_code(x, codes, precision="fp32"), brute_force_nearest(x, codes))
+    monkeypatch.delenv(DISABLE_ENV)
+    with pytest.raises(AssertionError, match="the fused search ran"):
+        nearest_code(x, codes, precision="fp32")
 
 
 def test_bad_input() -> None:

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 
-pytest.importorskip("triton")
+pytest.importorskip("triton", reason="Triton is not installed (it is optional)")
 
 SCRIPT = textwrap.dedent(
     """

@@ -6,6 +6,7 @@
   GPU and the compiled kernels run (``PYRTOK_KERNEL_TESTS=cuda pytest tests/triton``).
 
 Elsewhere they are not collected, so the interpreter never leaks into the rest of the suite.
+Where Triton is not installed they skip.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from collections.abc import Iterator
 import pytest
 import torch
 
+from pyrtok import _triton
+
 ON_GPU = os.environ.get("PYRTOK_KERNEL_TESTS") == "cuda"
 collect_ignore_glob = (
     [] if ON_GPU or os.environ.get("TRITON_INTERPRET") == "1" else ["test_interp_*.py"]
@@ -24,8 +27,12 @@ collect_ignore_glob = (
 
 @pytest.fixture(autouse=True)
 def _kernel_test_device(request: pytest.FixtureRequest) -> Iterator[None]:
-    """Create the kernel tests' tensors on the GPU when ``PYRTOK_KERNEL_TESTS=cuda``."""
-    if not (ON_GPU and request.path.name.startswith("test_interp_")):
+    """Skip the kernel tests without Triton; on ``PYRTOK_KERNEL_TESTS=cuda`` create their tensors
+    on the GPU."""
+    kernel_test = request.path.name.startswith("test_interp_")
+    if kernel_test and not _triton.available():
+        pytest.skip("Triton is not installed (it is optional)")
+    if not (ON_GPU and kernel_test):
         yield
         return
     if not torch.cuda.is_available():

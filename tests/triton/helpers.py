@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 import torch
 
+from pyrtok._triton import DISABLE_ENV
 from pyrtok.pyramid.triton import launch
-from pyrtok.pyramid.triton.dispatch import DISABLE_ENV
 
 
 @contextlib.contextmanager

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-triton = pytest.importorskip("triton")
+triton = pytest.importorskip("triton", reason="Triton is not installed (it is optional)")
 pytest.importorskip("triton.backends.nvidia")
 
 from triton.backends.compiler import GPUTarget  # noqa: E402

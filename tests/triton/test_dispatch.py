@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from pyrtok.pyramid.triton import dispatch
-from pyrtok.pyramid.triton.dispatch import DISABLE_ENV, fused_taps, symmetric_taps
+from pyrtok import _triton
+from pyrtok._triton import DISABLE_ENV
+from pyrtok.pyramid.triton.dispatch import fused_taps, symmetric_taps
 
 
 def test_cpu_tensors_take_the_torch_path_without_interpreter(
@@ -18,7 +19,7 @@ def test_cpu_tensors_take_the_torch_path_without_interpreter(
 
 
 def test_interpreter_routes_cpu_tensors_to_kernels(monkeypatch: pytest.MonkeyPatch) -> None:
-    pytest.importorskip("triton")
+    monkeypatch.setattr(_triton, "available", lambda: True)
     monkeypatch.setenv("TRITON_INTERPRET", "1")
     monkeypatch.delenv(DISABLE_ENV, raising=False)
     assert fused_taps(torch.rand(2, 8, 8), "binom5", "reflect") == (0.0625, 0.25, 0.375)
@@ -42,19 +43,23 @@ def test_unsupported_inputs_are_left_to_the_torch_path(
     x: object, border: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("TRITON_INTERPRET", "1")
+    monkeypatch.setattr(_triton, "available", lambda: True)
     monkeypatch.delenv(DISABLE_ENV, raising=False)
     assert fused_taps(x, "binom5", border) is None
 
 
 def test_compiling_takes_the_torch_path(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TRITON_INTERPRET", "1")
+    monkeypatch.delenv(DISABLE_ENV, raising=False)
+    monkeypatch.setattr(_triton, "available", lambda: True)
     monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)
     assert fused_taps(torch.rand(2, 8, 8), "binom5", "reflect") is None
 
 
 def test_missing_triton_takes_the_torch_path(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TRITON_INTERPRET", "1")
-    monkeypatch.setattr(dispatch, "triton_available", lambda: False)
+    monkeypatch.delenv(DISABLE_ENV, raising=False)
+    monkeypatch.setattr(_triton, "available", lambda: False)
     assert fused_taps(torch.rand(2, 8, 8), "binom5", "reflect") is None
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("triton")
+pytest.importorskip("triton", reason="Triton is not installed (it is optional)")
 
 HERE = Path(__file__).resolve().parent
 

@@ -11,9 +11,10 @@ The search maximises the score ``s = x.e - ||e||^2 / 2`` (the squared distance i
   which are re-scored in float32 by a sampled matmul and settled when the float32 gap exceeds
   its own bound; whatever is still undecided (exact or near ties) is re-ranked with float64
   ``||x - e||^2``.
-- **Triton path** (CUDA): a fused kernel keeps the distance tiles on chip and returns each row's
-  best index and best/second-best score; rows whose two scores are closer than ``2B`` (not
-  provably decided) go through the torch path in float64.
+- **Triton path** (CUDA; CPU too under ``TRITON_INTERPRET=1``; see
+  :func:`pyrtok._triton.kernels_enabled`): a fused kernel keeps the distance tiles on chip and
+  returns each row's best index and best/second-best score; rows whose two scores are closer
+  than ``2B`` (not provably decided) go through the torch path in float64.
 
 Either way the result equals ``argmin`` of float64 brute-force distances except exact float64
 ties, which go to the lowest index (as ``torch.argmin``), and memory is bounded by one tile.
@@ -21,13 +22,14 @@ ties, which go to the lowest index (as ``torch.argmin``), and memory is bounded 
 
 from __future__ import annotations
 
-import os
 import warnings
 from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+from pyrtok import _triton
 
 Precision = Literal["auto", "fp32", "tf32", "bf16"]
 ScorePrecision = Literal["fp32", "tf32", "bf16", "fp64"]
@@ -116,12 +118,11 @@ def _check_inputs(x: Tensor, codebook: Tensor) -> None:
         )
 
 
-def _use_triton(x: Tensor, precision: ScorePrecision) -> bool:
-    if not x.is_cuda or precision == "bf16" or os.environ.get("PYRTOK_DISABLE_TRITON") == "1":
-        return False
-    from pyrtok.quantize.triton_search import triton_available
-
-    return triton_available()
+def _use_triton(device: torch.device, precision: ScorePrecision) -> bool:
+    """Whether the fused kernel searches: the shared gate allows it (CUDA, or CPU under
+    ``TRITON_INTERPRET=1``; Triton imports; not compiling; not ``PYRTOK_DISABLE_TRITON=1``)
+    and the products are not bfloat16 (a torch-path choice)."""
+    return precision != "bf16" and _triton.kernels_enabled(device)
 
 
 def _float32_scores(
@@ -349,7 +350,7 @@ def nearest_code(
             code_sqnorm = codes32.square().sum(dim=1)
         if x32.shape[0] == 0:
             return torch.empty(0, dtype=torch.int64, device=x.device)
-        if not _use_triton(x32, resolved):
+        if not _use_triton(x32.device, resolved):
             return window_search_torch(x32, codes32, code_sqnorm, resolved, chunk_rows)
         return fused_search(x32, codes32, code_sqnorm, resolved)
 

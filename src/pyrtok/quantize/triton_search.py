@@ -1,8 +1,9 @@
 """Fused Triton nearest-code kernel: score tiles stay on chip, only the top-2 leaves.
 
-Imported lazily by :mod:`pyrtok.quantize.search` when the input is a CUDA tensor and Triton
-imports. Under ``TRITON_INTERPRET=1`` (set before Triton is imported) the kernel also runs on
-CPU tensors, which is how the test suite checks it against the torch path.
+Imported lazily by :mod:`pyrtok.quantize.search` when :func:`pyrtok._triton.kernels_enabled`
+allows a kernel (a CUDA tensor and Triton imports). Under ``TRITON_INTERPRET=1`` (set before
+Triton is imported) the kernel also runs on CPU tensors, which is how the test suite checks it
+against the torch path. Without Triton this module still imports; its kernel cannot run.
 
 One program owns ``BLOCK_N`` rows and sweeps the codebook in ``BLOCK_K`` tiles; each tile's
 ``BLOCK_N x BLOCK_K`` scores ``x.e - ||e||^2 / 2`` are accumulated over ``D`` in ``BLOCK_D``
@@ -25,12 +26,6 @@ try:
 except ImportError:  # pragma: no cover - exercised only where triton is missing
     triton = None
     tl = None
-
-
-@functools.cache
-def triton_available() -> bool:
-    """True when Triton imports (the kernel then handles CUDA tensors)."""
-    return triton is not None
 
 
 def _build_kernel() -> Any:
@@ -116,7 +111,7 @@ def top2_scores_triton(
         ``(index (N,) int64, best (N,) float32, second (N,) float32)``; ``second`` is ``-inf``
         when ``K == 1``. Ties within float32 keep the lowest index.
     """
-    if not triton_available():
+    if triton is None:
         raise RuntimeError("top2_scores_triton: triton is not installed")
     n, dim = x.shape
     k = codebook.shape[0]

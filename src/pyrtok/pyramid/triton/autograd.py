@@ -19,9 +19,9 @@ from torch import Tensor
 from torch.autograd.function import FunctionCtx
 
 from pyrtok.pyramid.triton import launch
-from pyrtok.pyramid.triton.dispatch import SymTaps
 from pyrtok.pyramid.triton.launch import EnergySpec
 from pyrtok.pyramid.triton.tables import AxisOperator, axis_operator
+from pyrtok.pyramid.triton.taps import SymTaps
 
 
 def _full_taps(taps: SymTaps) -> tuple[float, ...]:

@@ -6,46 +6,26 @@ The fused path is taken when all of these hold (otherwise the torch path runs, u
   are tested without a GPU), of dtype float32, bfloat16 or float16;
 - ``border == "reflect"`` and the kernel is symmetric with 1, 3 or 5 taps (``"binom5"``, the
   default, or e.g. ``[1, 2, 1]``);
-- Triton imports, the code is not being traced by ``torch.compile`` (which compiles the torch
-  path itself), and ``PYRTOK_DISABLE_TRITON`` is not ``"1"``.
+- :func:`pyrtok._triton.kernels_enabled` allows it: Triton imports, the code is not being traced
+  by ``torch.compile`` (which compiles the torch path itself), and ``PYRTOK_DISABLE_TRITON`` is
+  not ``"1"``.
 
 Nothing in this module imports Triton until a kernel actually runs.
 """
 
 from __future__ import annotations
 
-import functools
 import math
-import os
 import weakref
 
 import torch
 from torch import Tensor
 
+from pyrtok import _triton
 from pyrtok.pyramid.kernels import KernelLike, resolve_kernel
-
-DISABLE_ENV = "PYRTOK_DISABLE_TRITON"
-"""Set this environment variable to ``"1"`` to force the pure-torch path everywhere."""
-
-SymTaps = tuple[float, float, float]
-"""Symmetric taps ``(W0, W1, W2)`` of the 5-tap kernel ``W0, W1, W2, W1, W0``."""
+from pyrtok.pyramid.triton.taps import SymTaps
 
 _FUSED_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
-
-
-@functools.cache
-def triton_available() -> bool:
-    """Whether Triton can be imported (it ships with CUDA builds of PyTorch on Linux)."""
-    try:
-        import triton  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-def interpreting() -> bool:
-    """Whether Triton runs kernels in its CPU interpreter (``TRITON_INTERPRET=1``)."""
-    return os.environ.get("TRITON_INTERPRET", "0").lower() in ("1", "true", "yes", "on")
 
 
 def fused_taps(x: object, kernel: KernelLike, border: str) -> SymTaps | None:
@@ -58,17 +38,11 @@ def fused_taps(x: object, kernel: KernelLike, border: str) -> SymTaps | None:
         >>> fused_taps(torch.rand(3, 8, 8), "binom5", "reflect") is None  # CPU tensor
         True
     """
-    if torch.compiler.is_compiling():
-        return None
     if not isinstance(x, Tensor) or x.dtype not in _FUSED_DTYPES or x.ndim < 2:
         return None
     if x.shape[-1] < 1 or x.shape[-2] < 1 or border != "reflect":
         return None
-    if os.environ.get(DISABLE_ENV, "0") == "1":
-        return None
-    if not (x.is_cuda or (x.device.type == "cpu" and interpreting())):
-        return None
-    if not triton_available():
+    if not _triton.kernels_enabled(x.device):
         return None
     return symmetric_taps(kernel)
 

@@ -2,7 +2,8 @@
 
 No autograd here (see :mod:`.autograd`) and no dispatch (see :mod:`.dispatch`): every function
 takes contiguous ``(Z, H, W)`` planes and symmetric taps ``(W0, W1, W2)`` and returns new
-tensors. Benchmarks may call these directly to sweep tile shapes.
+tensors. Benchmarks may call these directly to sweep tile shapes. The kernels (and so Triton)
+are imported at the first launch, so this module imports without Triton.
 """
 
 from __future__ import annotations
@@ -15,9 +16,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from pyrtok.pyramid.triton import kernels
-from pyrtok.pyramid.triton.dispatch import SymTaps
 from pyrtok.pyramid.triton.tables import GatherTable
+from pyrtok.pyramid.triton.taps import SymTaps
 
 _alloc = torch.empty
 """Output allocator; tests swap in a NaN-filled one to catch unwritten elements."""
@@ -114,6 +114,8 @@ def level_step(
     tile = tile or choose_tile(planes, mh, mw, g.device)
     col_blocks, row_blocks, programs = _grid(planes, mh, mw, tile)
     args = _energy_args(energy, nh, nw, mh, mw, coarse)
+    from pyrtok.pyramid.triton import kernels  # imports Triton
+
     with _on_device(g.device):
         kernels.level_step_kernel[(programs,)](
             g, band if band is not None else coarse, coarse, args[0],
@@ -166,6 +168,8 @@ def expand(
         return out
     tile = tile or choose_tile(planes, mh, mw, coarse.device)
     col_blocks, row_blocks, programs = _grid(planes, mh, mw, tile)
+    from pyrtok.pyramid.triton import kernels  # imports Triton
+
     with _on_device(coarse.device):
         kernels.expand_kernel[(programs,)](
             coarse, band if band is not None else out, out,
@@ -195,6 +199,8 @@ def separable_gather(
     block_h, block_c = 8, min(64, _next_pow2(cols.n_out))
     col_blocks = -(-cols.n_out // block_c)
     row_blocks = -(-rows.n_out // block_h)
+    from pyrtok.pyramid.triton import kernels  # imports Triton
+
     with _on_device(src.device):
         kernels.separable_gather_kernel[(planes * col_blocks * row_blocks,)](
             src, add if add is not None else out, out,
