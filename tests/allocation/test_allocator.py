@@ -44,7 +44,7 @@ def check_tiling(allocation: Allocation) -> None:
 @settings(max_examples=40, deadline=None)
 @given(
     patches=st.sampled_from(PATCHES),
-    strategy=st.sampled_from(STRATEGIES),
+    strategy=st.sampled_from(list(STRATEGIES)),
     scorer=st.sampled_from(list(SCORERS)),
     data=st.data(),
 )

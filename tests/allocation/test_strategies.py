@@ -1,15 +1,26 @@
-"""Split selection against brute force and a priority-queue reference."""
+"""Split selection against brute force and a priority-queue reference; the strategy registry
+and the check of what a strategy returns."""
 
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 
 import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pyrtok.allocation import QuadtreeGeometry
+from pyrtok.allocation import (
+    STRATEGIES,
+    FrequencyAwareAllocator,
+    QuadtreeGeometry,
+    SplitRequest,
+    allocate,
+    check_splits,
+    laplacian_scores,
+    resolve_strategy,
+)
 from pyrtok.allocation.optimal import optimal_splits
 from pyrtok.allocation.strategies import (
     cell_splits,
@@ -193,3 +204,122 @@ def test_proportional_follows_cell_scores() -> None:
         int(maps[0][0, 0, c]) + int(maps[1][0, :, 2 * c : 2 * c + 2].sum()) for c in range(3)
     ]
     assert per_cell == [3, 1, 0]
+
+
+# The registry: names or callables, one contract, checked output.
+
+
+def test_a_custom_callable_strategy_is_used() -> None:
+    x = torch.rand(2, 3, 64, 96, generator=torch.Generator().manual_seed(0))
+    seen: list[SplitRequest] = []
+
+    def least_detail_first(request: SplitRequest) -> list[torch.Tensor]:
+        seen.append(request)
+        flipped = [-s for s in request.scores]
+        return greedy_splits(flipped, request.geometry, request.splits)
+
+    ours = allocate(x, 12, 16, 32, strategy=least_detail_first)
+    assert len(seen) == 1
+    assert seen[0].splits == 2
+    assert seen[0].budget == 12
+    assert seen[0].images is x
+    expected = greedy_splits([-s for s in laplacian_scores(x, 16, 32)], seen[0].geometry, 2)
+    assert all(torch.equal(a, b) for a, b in zip(ours.splits, expected, strict=True))
+    assert not torch.equal(ours.splits[0], allocate(x, 12, 16, 32).splits[0])
+    module = FrequencyAwareAllocator(12, 16, 32, strategy=least_detail_first)
+    assert torch.equal(module(x).boxes, ours.boxes)
+    assert "strategy='least_detail_first'" in repr(module)
+
+
+def test_uniform_reads_no_scores_and_keeps_its_budget_message() -> None:
+    def scorer(images: torch.Tensor, min_patch: int, max_patch: int) -> list[torch.Tensor]:
+        raise AssertionError("uniform must not score")
+
+    x = torch.rand(1, 3, 128, 128)
+    assert allocate(x, 16, 16, 64, "uniform", scorer).lengths.tolist() == [16]
+    with pytest.raises(ValueError, match=r"uniform strategy needs cells \* 4\*\*d tokens"):
+        allocate(x, 7, 16, 64, "uniform", scorer)
+
+
+def test_registry_names_and_resolution() -> None:
+    assert list(STRATEGIES) == ["greedy", "optimal", "proportional", "threshold", "uniform"]
+    assert resolve_strategy("optimal") is STRATEGIES["optimal"]
+
+    def mine(request: SplitRequest) -> list[torch.Tensor]:
+        return []
+
+    assert resolve_strategy(mine) is mine
+    names = r"\['greedy', 'optimal', 'proportional', 'threshold', 'uniform'\]"
+    with pytest.raises(
+        ValueError, match=rf"strategy: unknown name 'best'; valid names are {names}"
+    ):
+        resolve_strategy("best")
+    with pytest.raises(TypeError, match=rf"strategy: expected a name {names} or a callable"):
+        FrequencyAwareAllocator(16, strategy=3)  # type: ignore[arg-type]
+
+
+def _returning(maps: object) -> Callable[[SplitRequest], list[torch.Tensor]]:
+    def bad(request: SplitRequest) -> list[torch.Tensor]:
+        return maps  # type: ignore[return-value]
+
+    return bad
+
+
+@pytest.mark.parametrize(
+    ("maps", "message"),
+    [
+        (
+            [torch.zeros(2, 2, 3, dtype=torch.bool)],
+            r"strategy 'bad': expected a list of 2 bool split maps \(one per quadtree depth\), "
+            r"got list of length 1",
+        ),
+        (
+            (torch.zeros(2, 2, 3), torch.zeros(2, 4, 6)),
+            r"strategy 'bad': split map 0 must be a bool tensor of shape \(2, 2, 3\) "
+            r"\(B, rows, cols at depth 0\), got torch.float32 \(2, 2, 3\)",
+        ),
+        (
+            [torch.zeros(2, 2, 3, dtype=torch.bool), torch.zeros(2, 6, 4, dtype=torch.bool)],
+            r"split map 1 must be a bool tensor of shape \(2, 4, 6\) .*, got torch.bool "
+            r"\(2, 6, 4\)",
+        ),
+        (
+            [torch.zeros(2, 2, 3, dtype=torch.bool), torch.zeros(2, 4, 6, dtype=torch.bool)],
+            r"strategy 'bad': image 0 has 0 splits, expected exactly 2 \(a budget of 12 tokens\)",
+        ),
+    ],
+)
+def test_a_strategy_breaking_the_contract_is_refused(maps: object, message: str) -> None:
+    x = torch.rand(2, 3, 64, 96)
+    with pytest.raises(ValueError, match=message):
+        allocate(x, 12, 8, 32, strategy=_returning(maps))
+
+
+def test_an_invalid_tree_or_a_wrong_count_in_one_image_is_refused() -> None:
+    x = torch.rand(2, 3, 64, 96)  # 2 x 3 cells of 32 px, depth 2
+    top = torch.zeros(2, 2, 3, dtype=torch.bool)
+    mid = torch.zeros(2, 4, 6, dtype=torch.bool)
+    top[:, 0, 0] = True
+    mid[:, 3, 5] = True  # its parent, cell (1, 2), is not split
+    with pytest.raises(
+        ValueError,
+        match=r"strategy 'bad': not a valid tree: image 0 splits node \(3, 5\) at depth 1 but "
+        r"not its parent \(1, 2\) at depth 0",
+    ):
+        allocate(x, 12, 8, 32, strategy=_returning([top, mid]))
+    top[:, 0, 1] = True
+    top[1, 0, 2] = True  # image 1: 3 splits, image 0: 2
+    with pytest.raises(
+        ValueError, match=r"strategy 'bad': image 1 has 3 splits, expected exactly 2"
+    ):
+        allocate(x, 12, 8, 32, strategy=_returning([top, torch.zeros_like(mid)]))
+
+
+def test_every_builtin_strategy_meets_the_contract() -> None:
+    x = torch.rand(2, 3, 64, 96, generator=torch.Generator().manual_seed(1))
+    g = QuadtreeGeometry.create(64, 96, 8, 32)
+    request = SplitRequest(x, g, g.splits_for(24))  # 24 = 6 cells * 4: uniform can meet it
+    for name, strategy in STRATEGIES.items():
+        maps = check_splits(strategy(request), g, 2, request.splits, x.device, name)
+        assert valid(maps)
+        assert [sum(int(m[b].sum()) for m in maps) for b in range(2)] == [6, 6]

@@ -1,7 +1,7 @@
 """Frequency-aware visual-token allocation on a quadtree, and the mixed-resolution tokenizer."""
 
 from pyrtok.allocation.allocation import LEAF_ORDERS, Allocation, LeafOrder
-from pyrtok.allocation.allocator import STRATEGIES, FrequencyAwareAllocator, allocate
+from pyrtok.allocation.allocator import FrequencyAwareAllocator, allocate
 from pyrtok.allocation.cell_pyramid import cell_pyramid
 from pyrtok.allocation.quadtree import QuadtreeGeometry
 from pyrtok.allocation.scorers import (
@@ -11,6 +11,13 @@ from pyrtok.allocation.scorers import (
     entropy_scores,
     laplacian_scores,
     threshold_weights,
+)
+from pyrtok.allocation.strategy_registry import (
+    STRATEGIES,
+    SplitRequest,
+    Strategy,
+    check_splits,
+    resolve_strategy,
 )
 from pyrtok.allocation.tokenizer import (
     MixedResolutionTokenizer,
@@ -31,13 +38,17 @@ __all__ = [
     "PackedTokens",
     "QuadtreeGeometry",
     "Scorer",
+    "SplitRequest",
+    "Strategy",
     "TokenizedImages",
     "allocate",
     "blur_scores",
     "cell_pyramid",
+    "check_splits",
     "detokenize",
     "entropy_scores",
     "laplacian_scores",
+    "resolve_strategy",
     "threshold_weights",
     "tokenize",
 ]

@@ -2,50 +2,21 @@
 
 from __future__ import annotations
 
-import inspect
-
 import torch
 from torch import Tensor, nn
 
 from pyrtok.allocation.allocation import Allocation, LeafOrder, allocation_from_splits, check_order
 from pyrtok.allocation.cell_pyramid import check_cell_pyramid
-from pyrtok.allocation.optimal import optimal_splits
 from pyrtok.allocation.quadtree import QuadtreeGeometry, geometry_for
-from pyrtok.allocation.scorers import (
-    Pyramid,
-    Scorer,
-    check_scores,
-    resolve_scorer,
-    threshold_weights,
+from pyrtok.allocation.scorers import Pyramid, Scorer, resolve_scorer
+from pyrtok.allocation.scorers import score_nodes as score_nodes
+from pyrtok.allocation.strategy_registry import (
+    SplitRequest,
+    Strategy,
+    check_splits,
+    name_of,
+    resolve_strategy,
 )
-from pyrtok.allocation.strategies import greedy_splits, proportional_splits, uniform_splits
-
-STRATEGIES = ("greedy", "optimal", "proportional", "threshold", "uniform")
-
-
-def _check_strategy(strategy: str) -> str:
-    if strategy not in STRATEGIES:
-        raise ValueError(f"strategy: unknown name {strategy!r}; valid names are {list(STRATEGIES)}")
-    return strategy
-
-
-def _takes_pyramid(scorer: Scorer) -> bool:
-    try:
-        parameters = inspect.signature(scorer).parameters
-    except (TypeError, ValueError):  # builtins without a signature
-        return False
-    return "pyramid" in parameters or any(
-        p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()
-    )
-
-
-def score_nodes(
-    scorer: Scorer, images: Tensor, geometry: QuadtreeGeometry, pyramid: Pyramid = None
-) -> list[Tensor]:
-    """Run ``scorer`` (with ``pyramid`` where it takes one) and check its output."""
-    kwargs = {"pyramid": pyramid} if pyramid is not None and _takes_pyramid(scorer) else {}
-    raw = scorer(images, geometry.min_patch, geometry.max_patch, **kwargs)
-    return check_scores(raw, geometry, images.shape[0])
 
 
 def allocate(
@@ -53,7 +24,7 @@ def allocate(
     budget: int,
     min_patch: int = 16,
     max_patch: int = 64,
-    strategy: str = "greedy",
+    strategy: str | Strategy = "greedy",
     scorer: str | Scorer = "laplacian",
     *,
     order: LeafOrder = "raster",
@@ -85,7 +56,10 @@ def allocate(
         min_patch: smallest leaf side in pixels (a level-0 token).
         max_patch: cell side in pixels, ``min_patch * 2**depth``.
         strategy: one of ``"greedy"``, ``"optimal"``, ``"proportional"``, ``"threshold"``,
-            ``"uniform"``.
+            ``"uniform"`` (the keys of :data:`~pyrtok.allocation.STRATEGIES`), or a callable
+            ``(SplitRequest) -> split maps`` (see
+            :mod:`~pyrtok.allocation.strategy_registry`); what it returns is checked with
+            :func:`~pyrtok.allocation.check_splits`.
         scorer: ``"laplacian"``, ``"entropy"``, ``"blur"`` (see
             :mod:`pyrtok.allocation.scorers`) or a callable with the same contract.
         order: leaf order, ``"raster"`` (row-major by box, a ViT's grid order) or
@@ -108,28 +82,17 @@ def allocate(
         the nearest feasible budgets are 64 and 67
     """
     geometry = geometry_for(images, min_patch, max_patch)
-    _check_strategy(strategy)
+    strategy_fn = resolve_strategy(strategy)
     order = check_order(order)
     score_fn = resolve_scorer(scorer)
     splits = geometry.splits_for(budget)
     batch, device = images.shape[0], images.device
     if pyramid is not None:
         check_cell_pyramid(pyramid, geometry, batch, images.shape[1])
+    request = SplitRequest(images, geometry, splits, score_fn, pyramid)
     with torch.no_grad(), torch.autocast(device.type, enabled=False):
-        if strategy == "uniform":
-            depth = geometry.uniform_depth(budget)
-            maps = uniform_splits(batch, geometry, depth, device)
-        else:
-            scores = score_nodes(score_fn, images, geometry, pyramid)
-            if strategy == "greedy":
-                maps = greedy_splits(scores, geometry, splits)
-            elif strategy == "optimal":
-                maps = optimal_splits(scores, geometry, splits)
-            elif strategy == "proportional":
-                maps = proportional_splits(scores, geometry, splits)
-            else:
-                weights = threshold_weights(images, min_patch, max_patch)
-                maps = proportional_splits(scores, geometry, splits, weights)
+        maps = strategy_fn(request)
+    maps = check_splits(maps, geometry, batch, splits, device, name_of(strategy))
     return allocation_from_splits(maps, geometry, batch, device, order)
 
 
@@ -150,7 +113,7 @@ class FrequencyAwareAllocator(nn.Module):
         budget: int,
         min_patch: int = 16,
         max_patch: int = 64,
-        strategy: str = "greedy",
+        strategy: str | Strategy = "greedy",
         scorer: str | Scorer = "laplacian",
         order: LeafOrder = "raster",
     ) -> None:
@@ -161,10 +124,11 @@ class FrequencyAwareAllocator(nn.Module):
         self.budget = budget
         self.min_patch = min_patch
         self.max_patch = max_patch
-        self.strategy = _check_strategy(strategy)
+        resolve_strategy(strategy)
+        resolve_scorer(scorer)
+        self.strategy = strategy
         self.scorer = scorer
         self.order = check_order(order)
-        resolve_scorer(scorer)
 
     def forward(self, images: Tensor, pyramid: Pyramid = None) -> Allocation:
         return allocate(
@@ -179,12 +143,8 @@ class FrequencyAwareAllocator(nn.Module):
         )
 
     def extra_repr(self) -> str:
-        scorer = (
-            self.scorer
-            if isinstance(self.scorer, str)
-            else getattr(self.scorer, "__name__", "custom")
-        )
         return (
             f"budget={self.budget}, min_patch={self.min_patch}, max_patch={self.max_patch}, "
-            f"strategy={self.strategy!r}, scorer={scorer!r}, order={self.order!r}"
+            f"strategy={name_of(self.strategy)!r}, scorer={name_of(self.scorer)!r}, "
+            f"order={self.order!r}"
         )

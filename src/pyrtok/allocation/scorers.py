@@ -19,6 +19,7 @@ built-in ones are), so the image is filtered once for scoring and tokenizing.
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Callable, Sequence
 
@@ -308,6 +309,25 @@ def resolve_scorer(scorer: str | Scorer) -> Scorer:
     if callable(scorer):
         return scorer
     raise TypeError(f"scorer: expected a name {list(SCORERS)} or a callable, got {scorer!r}")
+
+
+def _takes_pyramid(scorer: Scorer) -> bool:
+    try:
+        parameters = inspect.signature(scorer).parameters
+    except (TypeError, ValueError):  # builtins without a signature
+        return False
+    return "pyramid" in parameters or any(
+        p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()
+    )
+
+
+def score_nodes(
+    scorer: Scorer, images: Tensor, geometry: QuadtreeGeometry, pyramid: Pyramid = None
+) -> list[Tensor]:
+    """Run ``scorer`` (with ``pyramid`` where it takes one) and check its output."""
+    kwargs = {"pyramid": pyramid} if pyramid is not None and _takes_pyramid(scorer) else {}
+    raw = scorer(images, geometry.min_patch, geometry.max_patch, **kwargs)
+    return check_scores(raw, geometry, images.shape[0])
 
 
 def check_scores(scores: object, geometry: QuadtreeGeometry, batch: int) -> list[Tensor]:
