@@ -21,6 +21,7 @@ LLaVA's own logits.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -40,10 +41,21 @@ from pyrtok.allocation import (
 )
 from pyrtok.quantize import VectorQuantizer
 from pyrtok.vlm._hf import call_lm, hidden_size
+from pyrtok.vlm.answering import (
+    ProgressiveAnswerer,
+    ProgressiveOutput,
+    check_max_new_tokens,
+    check_thresholds,
+    default_eos,
+)
+from pyrtok.vlm.confidence import ConfidenceFn, resolve_confidence
 from pyrtok.vlm.mixed_resolution import encode_mixed_resolution, vit_hidden_size, vit_patch_size
 from pyrtok.vlm.output import VLMOutput, vlm_output
 from pyrtok.vlm.pixels import check_unit_range, normalisation_for, normalise_tokens
-from pyrtok.vlm.sequence import MergedSequence, check_prompt, merge_sequence
+from pyrtok.vlm.progressive import check_question
+from pyrtok.vlm.quadtree_ladder import check_ladder, leaf_keys, new_leaves
+from pyrtok.vlm.residual import compact
+from pyrtok.vlm.sequence import MergedSequence, check_prompt, merge_sequence, split_at_image
 from pyrtok.vlm.wiring import (
     check_projected,
     embed_text,
@@ -403,6 +415,95 @@ class MixedResolutionVLM(nn.Module):
             **generate_kwargs,
         )
         return out
+
+    @torch.no_grad()
+    def progressive_generate(
+        self,
+        pixel_values: Tensor,
+        input_ids: Tensor,
+        attention_mask: Tensor | None = None,
+        budgets: Sequence[int] = (16, 64, 256),
+        thresholds: Sequence[float] = (0.9, 0.8),
+        confidence: str | ConfidenceFn = "first_token",
+        max_new_tokens: int = 1,
+        eos_token_id: int | None = None,
+        reuse_cache: bool = True,
+    ) -> ProgressiveOutput:
+        """Answer on a budget ladder; each sample stops at the first rung it is confident at.
+
+        Rung 0 prefills ``text before the image | the tokens of budget 0``; each further rung
+        appends only the leaves its allocation adds (see :mod:`pyrtok.vlm.quadtree_ladder`)
+        after the KV cache of the previous rungs, and asks the question again. With the
+        default greedy strategy the ladder's allocations are nested, so the LM reads every
+        token of the final allocation plus the coarser tokens they refine.
+
+        Args:
+            pixel_values: ``(B, 3, H, W)`` in ``[0, 1]``.
+            input_ids: ``(B, T)``: text before the image, one placeholder, then the question.
+            attention_mask: ``(B, T)``, any padding side.
+            budgets: the ladder, strictly increasing feasible budgets.
+            thresholds: confidence needed to stop at rungs ``0 .. L-2`` (non-increasing).
+            confidence: as :class:`~pyrtok.vlm.ProgressiveVLM`.
+            max_new_tokens: answer length decoded at every rung.
+            eos_token_id: ends an answer early (default: the LM config's).
+            reuse_cache: reuse the prefix KV cache (``False``: re-prefill, the reference).
+
+        Returns:
+            :class:`~pyrtok.vlm.ProgressiveOutput` (``exit_level`` = the rung).
+
+        Examples:
+            >>> import torch
+            >>> from pyrtok.vlm.testing import tiny_clip, tiny_llama
+            >>> vlm = MixedResolutionVLM(tiny_clip(), tiny_llama(), image_token_id=63)
+            >>> flat = torch.full((2, 3, 64, 64), 0.5)  # ties split breadth first
+            >>> out = vlm.progressive_generate(flat, torch.tensor([[1, 63, 5]] * 2),
+            ...     budgets=(4, 16, 64), thresholds=(1.0, 1.0))  # never confident: every rung
+            >>> out.exit_level.tolist(), out.visual_tokens.tolist()  # 4 + 16 + 64 tokens
+            ([2, 2], [84, 84])
+        """
+        tick = time.perf_counter()
+        ladder = check_ladder(budgets)
+        answerer = ProgressiveAnswerer(
+            self.language_model,
+            self.image_token_id,
+            check_thresholds(tuple(thresholds), len(ladder)),
+            resolve_confidence(confidence),
+            check_max_new_tokens(max_new_tokens),
+            default_eos(self.language_model, eos_token_id),
+        )
+        real = check_prompt(input_ids, attention_mask)
+        check_unit_range(pixel_values)
+        ones = torch.ones(input_ids.shape[0], dtype=torch.long, device=input_ids.device)
+        before, after = split_at_image(input_ids, real, self.image_token_id, ones)
+        check_question(after)
+        text = embed_text(self.language_model, input_ids, self.image_token_id)
+        geometry = QuadtreeGeometry.create(
+            pixel_values.shape[-2], pixel_values.shape[-1], self.patch_size, self.max_patch
+        )
+        pyramid = cell_pyramid(pixel_values, geometry)
+        sent: list[Tensor | None] = [None]  # leaf keys of the previous rung, whole batch
+
+        def segment(s: int, active: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+            images = pixel_values[active]
+            levels = [level[active] for level in pyramid]
+            allocation = self._default_allocator(ladder[s])(images, levels)
+            previous = sent[0]
+            new = new_leaves(allocation, None if previous is None else previous[active])
+            keys = leaf_keys(allocation)
+            every = keys.new_full((pixel_values.shape[0], keys.shape[1]), -1)
+            every[active] = keys
+            sent[0] = every
+            embeds, mask, _, _ = self.encode_images(images, allocation)
+            prefix = mask.shape[1] - new.shape[1]  # the CLS token(s) with keep_prefix
+            keep = torch.cat([mask[:, :prefix] & (s == 0), new], dim=1)
+            if s == 0:
+                values = torch.cat([text[active], embeds.to(text.dtype)], dim=1)
+                packed = compact(values, torch.cat([before[active], keep], dim=1))
+            else:
+                packed = compact(embeds.to(text.dtype), keep)
+            return packed[0], packed[1], keep.sum(dim=1)
+
+        return answerer.run(segment, compact(text, after), len(ladder), reuse_cache, tick)
 
     def config_dict(self) -> dict[str, Any]:
         """What :meth:`save_pretrained` writes next to the weights."""

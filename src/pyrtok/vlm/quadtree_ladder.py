@@ -1,0 +1,76 @@
+"""Progressive refinement on the quadtree: a budget ladder whose rungs only append tokens.
+
+Greedy allocations are nested as the budget grows: the tree for ``b1`` tokens is a subtree of
+the tree for ``b2 > b1`` (the greedy order of splits does not depend on the budget). A ladder
+``16 -> 64 -> 256`` therefore refines an image by *appending* tokens: rung ``s`` sends the
+leaves of its allocation that the previous rung did not have (the children of the new splits),
+after the prefix already in the LM's KV cache. The parents those children refine stay in the
+cache: the LM reads the coarse token and then its detail, as a coarse-to-fine VAR sequence.
+
+At each rung the vision model encodes that rung's whole allocation (so a new leaf attends to
+the whole image at that rung's detail, as it would in a one-shot forward at that budget), for
+the samples still active only; the features of the leaves already sent are not sent again.
+Allocations that are not nested (``"optimal"``, ``"proportional"`` strategies) still work: a
+rung then sends the leaves it does not share with the previous one.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+from pyrtok.allocation import Allocation
+
+
+def check_ladder(budgets: Sequence[int]) -> tuple[int, ...]:
+    """Validate a budget ladder: one or more strictly increasing ints >= 1.
+
+    Examples:
+        >>> check_ladder([16, 64, 256])
+        (16, 64, 256)
+    """
+    values = tuple(budgets)
+    if not values or any(isinstance(b, bool) or not isinstance(b, int) or b < 1 for b in values):
+        raise ValueError(f"budgets: expected one or more ints >= 1, got {values!r}")
+    if any(b <= a for a, b in itertools.pairwise(values)):
+        raise ValueError(f"budgets: expected strictly increasing budgets, got {values}")
+    return values
+
+
+def leaf_keys(allocation: Allocation) -> Tensor:
+    """``(B, N)`` int64 id of each leaf (its node: corner and level), ``-1`` on padding.
+
+    Examples:
+        >>> from pyrtok.allocation import allocate
+        >>> a = allocate(torch.rand(1, 3, 32, 32), 4, 8, 16)
+        >>> leaf_keys(a).shape, bool((leaf_keys(a) >= 0).all())
+        (torch.Size([1, 4]), True)
+    """
+    width = allocation.geometry.padded_size[1]
+    levels = allocation.geometry.depth + 1
+    boxes = allocation.boxes
+    key = (boxes[..., 0] * width + boxes[..., 1]) * levels + allocation.leaf_level
+    return torch.where(allocation.mask, key, -1)
+
+
+def new_leaves(allocation: Allocation, previous: Tensor | None) -> Tensor:
+    """``(B, N)`` bool: the leaves of ``allocation`` not among ``previous`` (``leaf_keys`` of
+    the previous rung for the same images, ``None`` at the first rung: every leaf is new).
+
+    Examples:
+        >>> from pyrtok.allocation import allocate
+        >>> x = torch.rand(1, 3, 32, 32)
+        >>> coarse, fine = allocate(x, 4, 8, 16), allocate(x, 7, 8, 16)
+        >>> int(new_leaves(fine, leaf_keys(coarse)).sum())  # one split: 4 children
+        4
+    """
+    if previous is None:
+        return allocation.mask
+    keys = leaf_keys(allocation)
+    span = int(max(keys.max(), previous.max())) + 1
+    rows = torch.arange(keys.shape[0], device=keys.device)[:, None] * span
+    seen = torch.isin(keys + rows, torch.where(previous >= 0, previous + rows, -1))
+    return allocation.mask & ~seen
