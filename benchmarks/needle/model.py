@@ -151,7 +151,7 @@ def build(
         lm,
         levels=LEVELS,
         freeze=freeze,
-        allocator=BudgetSelector(allocator),
+        selector=BudgetSelector(allocator),
         image_token_id=IMAGE,
         **kwargs,
     )

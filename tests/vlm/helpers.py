@@ -90,13 +90,13 @@ class RowSelector(torch.nn.Module):
         return keep
 
 
-def hierarchical(levels: int = 3, allocator: object = None, **kwargs: object) -> HierarchicalVLM:
+def hierarchical(levels: int = 3, selector: object = None, **kwargs: object) -> HierarchicalVLM:
     torch.manual_seed(0)
     return HierarchicalVLM(
         tiny_clip(),
         tiny_llama(),
         levels=levels,
-        allocator=allocator,
+        selector=selector,
         image_token_id=IMAGE,
         **kwargs,
     ).eval()

@@ -26,7 +26,7 @@ def test_frequency_selection_budget() -> None:
 
 
 def test_unequal_counts_and_row_independence() -> None:
-    vlm = hierarchical(levels=3, allocator=RowSelector())
+    vlm = hierarchical(levels=3, selector=RowSelector())
     x = images(3)
     ids, mask = prompts(3)
     visual = vlm.encode_images(x)
@@ -42,7 +42,7 @@ def test_unequal_counts_and_row_independence() -> None:
 
 
 def test_all_selector_keeps_every_residual() -> None:
-    vlm = hierarchical(levels=3, allocator="all")
+    vlm = hierarchical(levels=3, selector="all")
     assert vlm.encode_images(images(2)).counts.tolist() == [4 + 16 + 64] * 2
 
 
@@ -124,7 +124,7 @@ def test_quantizer_and_query_selector() -> None:
     assert (visual.indices[visual.mask] >= 0).all()
     out = vlm(x, ids, mask, labels=torch.where(mask.bool(), ids, -100))
     assert out.loss.isfinite()
-    q = hierarchical(levels=3, allocator="query")
+    q = hierarchical(levels=3, selector="query")
     counts = q.encode_images(x, q.query_embedding(ids, mask)).counts
     assert set(counts.tolist()) <= {4, 4 + 8 + 32}
 

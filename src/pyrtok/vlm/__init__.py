@@ -29,6 +29,7 @@ from pyrtok.vlm.selection import (
     AllSelector,
     FrequencySelector,
     QuerySelector,
+    Selector,
 )
 from pyrtok.vlm.sequence import MergedSequence, merge_sequence, split_at_image
 
@@ -47,6 +48,7 @@ __all__ = [
     "ProgressiveOutput",
     "ProgressiveVLM",
     "QuerySelector",
+    "Selector",
     "VLMOutput",
     "VisionEncoder",
     "VisualTokens",

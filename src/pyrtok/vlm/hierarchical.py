@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,7 +15,13 @@ from pyrtok.vlm._hf import call_lm, hidden_size
 from pyrtok.vlm.encoders import VisionEncoder, encode_pyramid
 from pyrtok.vlm.output import VLMOutput, vlm_output
 from pyrtok.vlm.residual import gather_tokens, residual_grids
-from pyrtok.vlm.selection import AllSelector, FrequencySelector, QuerySelector
+from pyrtok.vlm.selection import (
+    AllSelector,
+    FrequencySelector,
+    QuerySelector,
+    Selector,
+    check_keep,
+)
 from pyrtok.vlm.sequence import MergedSequence, check_prompt, merge_sequence
 from pyrtok.vlm.wiring import (
     check_projected,
@@ -49,20 +56,47 @@ class VisualTokens:
         return self.mask.sum(dim=1)
 
 
-def _resolve_selector(allocator: Any, query_dim: int, feature_dim: int) -> nn.Module:
-    if allocator is None or allocator == "frequency":
+SelectorSpec = str | Selector | FrequencyAwareAllocator | None
+"""What ``selector=`` takes: ``None``/``"frequency"``, ``"all"``, ``"query"``, a
+:class:`~pyrtok.allocation.FrequencyAwareAllocator` or a :class:`~pyrtok.vlm.Selector`."""
+
+
+def _selector_argument(
+    selector: SelectorSpec, allocator: SelectorSpec, default: SelectorSpec, stacklevel: int
+) -> SelectorSpec:
+    """``selector``, or the deprecated ``allocator`` (with a DeprecationWarning), or
+    ``default``."""
+    if allocator is None:
+        return default if selector is None else selector
+    if selector is not None:
+        raise TypeError(
+            "selector, allocator: got both; allocator= is the deprecated name of selector=, "
+            "pass selector= only"
+        )
+    warnings.warn(
+        "allocator= is deprecated and will be removed in the next release; pass the same value "
+        "as selector=",
+        DeprecationWarning,
+        stacklevel=stacklevel + 1,
+    )
+    return allocator
+
+
+def _resolve_selector(selector: SelectorSpec, query_dim: int, feature_dim: int) -> Selector:
+    if selector is None or selector == "frequency":
         return FrequencySelector()
-    if allocator == "all":
+    if selector == "all":
         return AllSelector()
-    if allocator == "query":
+    if selector == "query":
         return QuerySelector(query_dim, feature_dim)
-    if isinstance(allocator, FrequencyAwareAllocator):
-        return FrequencySelector(allocator=allocator)
-    if isinstance(allocator, nn.Module):
-        return allocator
+    if isinstance(selector, FrequencyAwareAllocator):
+        return FrequencySelector(allocator=selector)
+    if isinstance(selector, Selector):
+        return selector
     raise ValueError(
-        f"allocator: expected None/'frequency', 'all', 'query', a FrequencyAwareAllocator or a "
-        f"selector module, got {allocator!r}"
+        f"selector: expected None/'frequency', 'all', 'query', a FrequencyAwareAllocator or a "
+        f"Selector (a callable (images, grids, query, patch_size) -> keep maps), got "
+        f"{selector!r}"
     )
 
 
@@ -71,7 +105,7 @@ class HierarchicalVLM(nn.Module):
 
     The image ``(B, 3, H, W)`` is encoded at ``levels`` Gaussian pyramid levels by one encoder
     (coarsest ``H / 2**(L-1)``). Scale 0 gives the coarse tokens; scale ``s >= 1`` gives residual
-    tokens ``F_s - upsample(F_{s-1})``, of which the ``allocator`` keeps some regions. Kept
+    tokens ``F_s - upsample(F_{s-1})``, of which the ``selector`` keeps some regions. Kept
     tokens (optionally vector-quantised) are projected into the LM's hidden size, a learned
     per-scale embedding (zero at init) is added, and they replace each row's image placeholder
     in ``input_ids``. Rows may get different token counts; padding, attention masks, positions
@@ -85,9 +119,13 @@ class HierarchicalVLM(nn.Module):
         projector: ``None`` (``Linear-GELU-Linear``, :class:`~pyrtok.vlm.MLPProjector`),
             ``"identity"`` (needs ``D_v == D``) or a module ``(..., D_v) -> (..., D)``.
         levels: pyramid levels ``L >= 1``; ``H, W`` must be multiples of ``p * 2**(L-1)``.
-        allocator: ``None``/``"frequency"`` (:class:`~pyrtok.vlm.FrequencySelector`),
+        selector: ``None``/``"frequency"`` (:class:`~pyrtok.vlm.FrequencySelector`),
             ``"all"``, ``"query"`` (:class:`~pyrtok.vlm.QuerySelector`), a
-            :class:`~pyrtok.allocation.FrequencyAwareAllocator`, or a selector module.
+            :class:`~pyrtok.allocation.FrequencyAwareAllocator` (in a
+            :class:`~pyrtok.vlm.FrequencySelector`), or any :class:`~pyrtok.vlm.Selector`;
+            its keep maps are checked (:func:`~pyrtok.vlm.selection.check_keep`).
+        allocator: deprecated name of ``selector`` (a DeprecationWarning; giving both is a
+            TypeError); removed in the next release.
         image_token_id: placeholder id in ``input_ids`` (default: ``language_model.config``'s).
         quantizer: optional :class:`~pyrtok.quantize.VectorQuantizer` (``dim = D_v``) applied
             before the projector; its loss times ``vq_weight`` is added to the LM loss.
@@ -121,8 +159,9 @@ class HierarchicalVLM(nn.Module):
         language_model: nn.Module,
         projector: nn.Module | str | None = None,
         levels: int = 3,
-        allocator: Any = None,
+        selector: SelectorSpec = None,
         *,
+        allocator: SelectorSpec = None,
         image_token_id: int | None = None,
         quantizer: VectorQuantizer | None = None,
         vq_weight: float = 1.0,
@@ -145,7 +184,8 @@ class HierarchicalVLM(nn.Module):
         feature_dim = vision_encoder.hidden_size
         self.projector = resolve_projector(projector, feature_dim, self.hidden_size)
         self.levels = levels
-        self.selector = _resolve_selector(allocator, self.hidden_size, feature_dim)
+        selector = _selector_argument(selector, allocator, None, stacklevel=2)
+        self.selector = _resolve_selector(selector, self.hidden_size, feature_dim)
         self.image_token_id = resolve_image_token(image_token_id, language_model)
         if quantizer is not None and not isinstance(quantizer, VectorQuantizer):
             raise TypeError(
@@ -165,11 +205,18 @@ class HierarchicalVLM(nn.Module):
 
     @classmethod
     def from_llava(
-        cls, model: nn.Module, levels: int = 1, allocator: Any = "all", **kwargs: Any
+        cls,
+        model: nn.Module,
+        levels: int = 1,
+        selector: SelectorSpec = None,
+        *,
+        allocator: SelectorSpec = None,
+        **kwargs: Any,
     ) -> Any:
         """Wrap a ``LlavaForConditionalGeneration``: its vision tower (same feature layer and
-        CLS strategy), its projector and its LM. With ``levels=1`` and ``allocator="all"`` the
-        logits equal LLaVA's own forward on the same ``input_ids`` (expanded placeholders).
+        CLS strategy), its projector and its LM. With ``levels=1`` and ``selector="all"`` (the
+        default here) the logits equal LLaVA's own forward on the same ``input_ids`` (expanded
+        placeholders). ``allocator=`` is the deprecated name of ``selector=``.
 
         Examples:
             >>> from pyrtok.vlm.testing import tiny_llava
@@ -185,8 +232,9 @@ class HierarchicalVLM(nn.Module):
             VisionEncoder(parts.vision_tower, parts.feature_layer, parts.keep_prefix),
             model,
             parts.projector,
-            levels=levels,
-            allocator=allocator,
+            levels,
+            # positional: the selector's slot, whatever a subclass names its keyword
+            _selector_argument(selector, allocator, "all", stacklevel=2),
             image_token_id=parts.image_token_id,
             **kwargs,
         )
@@ -214,7 +262,11 @@ class HierarchicalVLM(nn.Module):
         """
         features = encode_pyramid(self.vision_encoder, pixel_values, self.levels)
         grids = residual_grids([f.grid for f in features])
-        keep = self.selector(pixel_values, grids, query, self.vision_encoder.patch_size)
+        keep = check_keep(
+            self.selector(pixel_values, grids, query, self.vision_encoder.patch_size),
+            grids,
+            self.selector,
+        )
         tokens, mask, scales = gather_tokens(grids, keep, features[0].prefix)
         indices = vq_loss = None
         if self.quantizer is not None:
@@ -227,7 +279,7 @@ class HierarchicalVLM(nn.Module):
         self, pixel_values: Tensor, input_ids: Tensor, attention_mask: Tensor | None
     ) -> VisualTokens:
         query = None
-        if isinstance(self.selector, QuerySelector):
+        if getattr(self.selector, "needs_query", False):
             query = self.query_embedding(input_ids, attention_mask)
         if pixel_values.shape[0] != input_ids.shape[0]:
             raise ValueError(

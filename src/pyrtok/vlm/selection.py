@@ -1,7 +1,8 @@
 """Per-region selection of residual tokens: which finer-level tokens each image gets.
 
-A selector maps ``(images, residual grids, query, patch_size)`` to one bool keep map per scale
-``(B, h_s, w_s)``; scale 0 (the coarse tokens) is always kept in full.
+A selector (the :class:`Selector` protocol) maps ``(images, residual grids, query, patch_size)``
+to one bool keep map per scale ``(B, h_s, w_s)``; scale 0 (the coarse tokens) is kept in full.
+:func:`check_keep` checks what a selector returns.
 
 - :class:`FrequencySelector` (default): a quadtree allocation by
   :func:`~pyrtok.allocation.allocate` with ``min_patch = p`` and ``max_patch = p * 2**(L-1)``.
@@ -18,11 +19,108 @@ A selector maps ``(images, residual grids, query, patch_size)`` to one bool keep
 from __future__ import annotations
 
 import math
+from typing import Protocol, runtime_checkable
 
 import torch
 from torch import Tensor, nn
 
-from pyrtok.allocation import Allocation, FrequencyAwareAllocator, allocate
+from pyrtok.allocation import Allocation, FrequencyAwareAllocator, Scorer, Strategy, allocate
+
+
+@runtime_checkable
+class Selector(Protocol):
+    """Which tokens of each scale an image sends to the LM: the contract of ``selector=`` in
+    :class:`~pyrtok.vlm.HierarchicalVLM` and :class:`~pyrtok.vlm.ProgressiveVLM`.
+
+    A selector is any callable (usually an ``nn.Module``, so its parameters train and move
+    with the model) ``selector(images, grids, query, patch_size) -> keep`` with
+
+    - ``images``: ``(B, 3, H, W)``, the pixel values the VLM was given;
+    - ``grids``: ``L`` residual feature grids, coarsest first (scale ``s = 0`` is the
+      coarsest), grid ``s`` of shape ``(B, h * 2**s, w * 2**s, D_v)``
+      (:func:`~pyrtok.vlm.residual_grids`);
+    - ``query``: ``(B, D)`` pooled question embedding when the selector has a true
+      ``needs_query`` attribute (as :class:`QuerySelector` does), else ``None``;
+    - ``patch_size``: the vision encoder's patch size ``p`` in pixels;
+    - ``keep``: a list of ``L`` bool tensors, entry ``s`` of shape ``(B, h_s, w_s)`` (grid
+      ``s`` without its feature dim), on the grids' device: True where the token is sent.
+
+    Scale 0 holds the coarse tokens, which every built-in selector keeps in full (the
+    residual tokens of finer scales refine them); a selector that also drops some of them (a
+    pruning baseline) is not refused. The VLMs check ``keep`` with :func:`check_keep`: a
+    wrong number of maps, or a map of the wrong shape, dtype or device, raises a ValueError
+    that names the selector and the scale.
+
+    Examples:
+        >>> class EveryOtherRow(nn.Module):
+        ...     def forward(self, images, grids, query, patch_size):
+        ...         keep = [torch.ones(g.shape[:3], dtype=torch.bool) for g in grids]
+        ...         for k in keep[1:]:
+        ...             k[:, 1::2] = False
+        ...         return keep
+        >>> isinstance(EveryOtherRow(), Selector), isinstance(AllSelector(), Selector)
+        (True, True)
+    """
+
+    def __call__(
+        self, images: Tensor | None, grids: list[Tensor], query: Tensor | None, patch_size: int
+    ) -> list[Tensor]: ...
+
+
+def selector_name(selector: object) -> str:
+    """The selector's class name (its ``__name__`` for a function), for messages."""
+    return str(getattr(selector, "__name__", type(selector).__name__))
+
+
+def check_keep(keep: object, grids: list[Tensor], selector: object) -> list[Tensor]:
+    """Check a selector's keep maps against the grids it was given.
+
+    Args:
+        keep: what ``selector`` returned.
+        grids: the ``L`` grids ``(B, h_s, w_s, D)`` it was given.
+        selector: the selector, named in the messages.
+
+    Returns:
+        ``keep`` as a list of ``L`` bool tensors ``(B, h_s, w_s)``.
+
+    Examples:
+        >>> grids = [torch.zeros(2, 1, 1, 4), torch.zeros(2, 2, 2, 4)]
+        >>> try:
+        ...     check_keep([torch.ones(2, 1, 1, dtype=torch.bool)] * 2, grids, AllSelector())
+        ... except ValueError as error:
+        ...     print(error)
+        selector: AllSelector returned a keep map of shape (2, 1, 1) for scale 1, expected (2, 2, \
+2) (B, h_s, w_s)
+    """
+    name = selector_name(selector)
+    if not isinstance(keep, (list, tuple)) or len(keep) != len(grids):
+        got = f"{len(keep)}" if isinstance(keep, (list, tuple)) else f"a {type(keep).__name__}"
+        raise ValueError(
+            f"selector: {name} returned {got} keep maps, expected {len(grids)} (a list with one "
+            f"per scale, coarsest first)"
+        )
+    for s, (k, grid) in enumerate(zip(keep, grids, strict=True)):
+        expected = tuple(grid.shape[:3])
+        if not isinstance(k, Tensor):
+            raise ValueError(
+                f"selector: {name} returned a {type(k).__name__} for scale {s}, expected a bool "
+                f"tensor of shape {expected} (B, h_s, w_s)"
+            )
+        if tuple(k.shape) != expected:
+            raise ValueError(
+                f"selector: {name} returned a keep map of shape {tuple(k.shape)} for scale {s}, "
+                f"expected {expected} (B, h_s, w_s)"
+            )
+        if k.dtype != torch.bool:
+            raise ValueError(
+                f"selector: {name} returned a {k.dtype} keep map for scale {s}, expected torch.bool"
+            )
+        if k.device != grid.device:
+            raise ValueError(
+                f"selector: {name} returned a keep map on {k.device} for scale {s}, expected "
+                f"{grid.device} (the grids' device)"
+            )
+    return list(keep)
 
 
 def _all_keep(grids: list[Tensor]) -> list[Tensor]:
@@ -74,8 +172,8 @@ class FrequencySelector(nn.Module):
     def __init__(
         self,
         detail: float = 0.5,
-        strategy: str = "greedy",
-        scorer: str = "laplacian",
+        strategy: str | Strategy = "greedy",
+        scorer: str | Scorer = "laplacian",
         allocator: FrequencyAwareAllocator | None = None,
     ) -> None:
         super().__init__()
@@ -118,6 +216,7 @@ class QuerySelector(nn.Module):
     gets residual tokens at all; if it does, each finer scale keeps its ``ceil(detail * n_s)``
     residual tokens with the highest score ``(W_q q) . (W_k r) / sqrt(d)``. Selection is hard
     (not differentiable); train the scorer on its own target, or use it untrained as a gate.
+    ``needs_query = True``: the VLM gives it the pooled question embedding.
 
     Args:
         query_dim: size of the pooled question embedding (the LM's hidden size).
@@ -135,6 +234,8 @@ class QuerySelector(nn.Module):
         >>> keep[1].sum().item() in (0, 4)
         True
     """
+
+    needs_query = True
 
     def __init__(
         self, query_dim: int, feature_dim: int, detail: float = 0.5, score_dim: int = 64
