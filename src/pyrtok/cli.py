@@ -29,7 +29,16 @@ from pyrtok.allocation import (
 )
 from pyrtok.data import list_samples, load_image, load_sample
 from pyrtok.pyramid.functional import Levels
-from pyrtok.viz import LEVEL_COLOURS, allocation_figure, pyramid_montage, save_png
+from pyrtok.viz import (
+    LEVEL_COLOURS,
+    allocation_figure,
+    check_image_path,
+    fit,
+    pyramid_montage,
+    save_image,
+    shrink,
+    titled,
+)
 
 Subparsers = argparse._SubParsersAction  # the object add_subparsers() returns
 
@@ -70,12 +79,46 @@ def demo_budget(geometry: QuadtreeGeometry) -> int:
     return geometry.num_cells + 3 * min(max(splits, 0), geometry.max_splits)
 
 
+FIGURE_MAX_SIDE = 2048
+"""Longest side, in px, of the figures the commands write; larger ones are shown scaled."""
+
+DEMO_MAX_SIDE = 2048
+"""``pyrtok demo`` first shrinks images with a longer side than this to it (bounded memory)."""
+
+OUT_HELP = (
+    "The format follows the extension: .png, .jpg/.jpeg or .webp. "
+    f"Figures are at most {FIGURE_MAX_SIDE} px on their longer side: larger ones are drawn "
+    "scaled, the scale in the title"
+)
+
+
 def _allocation_path(out: Path) -> Path:
-    return out.with_name(f"{out.stem}_allocation.png")
+    return out.with_name(f"{out.stem}_allocation{out.suffix}")
 
 
-def _print_allocation(image: Tensor, allocation: Allocation) -> None:
-    """Tokens per pyramid level (with the overlay colours) and the reconstruction PSNR."""
+def _short(source: str) -> str:
+    """A figure title's name for an :func:`open_image` source: the file name, not its path."""
+    return source if source.endswith("(embedded sample)") else Path(source).name
+
+
+def _shown(scale: float) -> str:
+    return f" (shown at {scale:.0%})" if scale < 1 else ""
+
+
+def _save_figure(draw: Callable[[float], Tensor], size: tuple[int, int], path: Path) -> str:
+    """Draw the figure whose content is ``size`` at scale 1 so that it fits
+    :data:`FIGURE_MAX_SIDE`, save it, and describe where it went and at what scale."""
+    figure, scale = fit(draw, FIGURE_MAX_SIDE, min(1.0, FIGURE_MAX_SIDE / max(size)))
+    note = f" (drawn at {scale:.0%} to fit {FIGURE_MAX_SIDE} px)" if scale < 1 else ""
+    return f"{save_image(figure, path).resolve()}{note}"
+
+
+def _print_allocation(image: Tensor, allocation: Allocation) -> float:
+    """Print tokens per pyramid level (with the overlay colours) and the reconstruction PSNR.
+
+    Returns:
+        The PSNR in dB.
+    """
     geometry = allocation.geometry
     counts = allocation.level_counts()[0].tolist()
     height, width = geometry.padded_size
@@ -89,26 +132,50 @@ def _print_allocation(image: Tensor, allocation: Allocation) -> None:
     mse = float((recon - image[None]).square().mean())
     psnr = 10 * math.log10(1 / mse) if mse > 0 else math.inf
     print(f"token reconstruction PSNR: {psnr:.2f} dB")
+    return psnr
+
+
+def _allocation_figure(image: Tensor, allocation: Allocation, title: str, path: Path) -> str:
+    """Save the labelled allocation figure of ``image`` with ``title`` (and its scale)."""
+
+    def draw(scale: float) -> Tensor:
+        figure = allocation_figure(image, allocation, labels=True, scale=scale)
+        return titled(figure, f"{title}{_shown(scale)}")
+
+    return _save_figure(draw, (image.shape[-2], 3 * image.shape[-1] + 8), path)
 
 
 def run_demo(args: argparse.Namespace) -> int:
-    """``pyrtok demo``: pyramid table, reconstruction error, montage PNG, allocation figure."""
+    """``pyrtok demo``: pyramid table, reconstruction error, montage, allocation figure."""
+    montage_path = check_image_path(args.out)
+    figure_path = check_image_path(_allocation_path(montage_path))
     image, source = open_image(args.image)
-    pyramid = laplacian_pyramid(image, levels=args.levels)
+    name = _short(source)
     height, width = image.shape[-2:]
+    image = shrink(image, min(1.0, DEMO_MAX_SIDE / max(height, width)))
+    size = f"{height}x{width}"
+    if image.shape[-2:] != (height, width):
+        height, width = image.shape[-2:]
+        size += f", shrunk to {height}x{width} (the demo's limit: {DEMO_MAX_SIDE} px)"
+    pyramid = laplacian_pyramid(image, levels=args.levels)
     energy = band_energy(pyramid, patch_size=max(height, width)).flatten()
     share = 100 * energy / energy.sum()
     error = float((reconstruct(pyramid) - image).abs().max())
 
-    print(f"image: {source}, {height}x{width}, {len(pyramid)} levels")
+    print(f"image: {source}, {size}, {len(pyramid)} levels")
     print(f"{'level':>5}  {'kind':<8}  {'shape':>9}  {'energy %':>8}")
     for k, level in enumerate(pyramid):
         kind = "residual" if k == len(pyramid) - 1 else "band"
         shape = f"{level.shape[-2]}x{level.shape[-1]}"
         print(f"{k:>5}  {kind:<8}  {shape:>9}  {float(share[k]):>8.3f}")
     print(f"reconstruction max error: {error:.2e}")
-    path = save_png(pyramid_montage(pyramid), args.out)
-    print(f"montage: {path.resolve()}")
+
+    def montage(scale: float) -> Tensor:
+        title = f"Laplacian pyramid of {name}, {size}: {len(pyramid)} levels{_shown(scale)}"
+        return titled(pyramid_montage(pyramid, labels=True, scale=scale), title)
+
+    column = pyramid[1].shape[-1] if len(pyramid) > 1 else 0
+    print(f"montage: {_save_figure(montage, (height, width + column), montage_path)}")
     if min(height, width) < DEMO_MAX_PATCH:
         print(f"allocation: skipped, the image is smaller than {DEMO_MAX_PATCH} px")
         return 0
@@ -116,9 +183,10 @@ def run_demo(args: argparse.Namespace) -> int:
     budget = demo_budget(geometry)
     allocation = allocate(image[None], budget, DEMO_MIN_PATCH, DEMO_MAX_PATCH)
     print(f"\nallocation: {budget} tokens (about a quarter of full detail), greedy + laplacian")
-    _print_allocation(image, allocation)
-    figure = save_png(allocation_figure(image, allocation), _allocation_path(args.out))
-    print(f"allocation figure (original | leaves by level | reconstruction): {figure.resolve()}")
+    psnr = _print_allocation(image, allocation)
+    title = f"{name}, {size}: {budget} tokens, greedy + laplacian, PSNR {psnr:.2f} dB"
+    figure = _allocation_figure(image, allocation, title, figure_path)
+    print(f"allocation figure (original | leaves by level | reconstruction): {figure}")
     return 0
 
 
@@ -126,12 +194,15 @@ def add_demo_command(subparsers: Subparsers[argparse.ArgumentParser]) -> None:
     """Register ``pyrtok demo [IMAGE] [--levels N] [--out PATH]``."""
     parser = subparsers.add_parser(
         "demo",
-        help="Laplacian pyramid of an image: energy per level and a montage PNG",
+        help="Laplacian pyramid of an image: energy per level and a montage image",
         description=(
             "Build the Laplacian pyramid of an image, print each level's share of the energy "
-            "and the reconstruction error, and write a montage of the levels as a PNG. Then "
+            "and the reconstruction error, and write a labelled montage of the levels. Then "
             "allocate about a quarter of full-detail tokens (16..64 px leaves), print the "
-            "tokens per level and write the allocation figure."
+            "tokens per level and write the allocation figure with its colour key. Images "
+            f"larger than {DEMO_MAX_SIDE} px on the longer side are first shrunk to "
+            f"{DEMO_MAX_SIDE} px, which bounds the memory used (pyrtok allocate works at full "
+            "size)."
         ),
     )
     parser.add_argument(
@@ -140,29 +211,31 @@ def add_demo_command(subparsers: Subparsers[argparse.ArgumentParser]) -> None:
         default="astronaut",
         metavar="IMAGE",
         help=f"image file (PNG, JPEG, GIF, WebP) or sample name: {', '.join(list_samples())} "
-        "(default: astronaut)",
+        "(default: %(default)s)",
     )
     parser.add_argument(
         "--levels",
         type=_levels,
         default=4,
         metavar="N",
-        help="pyramid levels, bands + residual, or 'auto' (default: 4)",
+        help="pyramid levels, bands + residual, or 'auto' (default: %(default)s)",
     )
     parser.add_argument(
         "--out",
         type=Path,
         default=Path("pyrtok_demo.png"),
         metavar="PATH",
-        help="montage PNG to write (default: ./pyrtok_demo.png); the allocation figure goes "
-        "next to it as NAME_allocation.png",
+        help="montage to write (default: %(default)s); the allocation figure goes next to it "
+        "as NAME_allocation.EXT. " + OUT_HELP,
     )
     parser.set_defaults(run=run_demo)
 
 
 def run_allocate(args: argparse.Namespace) -> int:
-    """``pyrtok allocate``: per-level token table and the allocation figure PNG."""
+    """``pyrtok allocate``: per-level token table and the allocation figure."""
+    path = check_image_path(args.out)
     image, source = open_image(args.image)
+    name = _short(source)
     height, width = image.shape[-2:]
     allocation = allocate(
         image[None], args.budget, args.min_patch, args.max_patch, args.strategy, args.scorer
@@ -174,9 +247,13 @@ def run_allocate(args: argparse.Namespace) -> int:
         f"{args.min_patch}, max_patch {args.max_patch} ({geometry.num_cells} cells; feasible "
         f"budgets {geometry.num_cells} + 3*s up to {geometry.full_budget})"
     )
-    _print_allocation(image, allocation)
-    path = save_png(allocation_figure(image, allocation), args.out)
-    print(f"figure (original | leaves by level | reconstruction): {path.resolve()}")
+    psnr = _print_allocation(image, allocation)
+    title = (
+        f"{name}, {height}x{width}: {args.budget} tokens, {args.strategy} + {args.scorer}, "
+        f"PSNR {psnr:.2f} dB"
+    )
+    figure = _allocation_figure(image, allocation, title, path)
+    print(f"figure (original | leaves by level | reconstruction): {figure}")
     return 0
 
 
@@ -188,7 +265,8 @@ def add_allocate_command(subparsers: Subparsers[argparse.ArgumentParser]) -> Non
         description=(
             "Give an image exactly --budget quadtree tokens, print how many land on each "
             "pyramid level, and write the original, the leaves coloured by level and the token "
-            "reconstruction side by side as a PNG."
+            "reconstruction side by side, with a colour key. Works at the image's full size: "
+            "memory grows with it (about 2.7 GB for 5000x5000)."
         ),
     )
     parser.add_argument(
@@ -196,17 +274,39 @@ def add_allocate_command(subparsers: Subparsers[argparse.ArgumentParser]) -> Non
         metavar="IMAGE",
         help=f"image file (PNG, JPEG, GIF, WebP) or sample name: {', '.join(list_samples())}",
     )
-    parser.add_argument("--budget", type=int, required=True, metavar="N", help="tokens")
-    parser.add_argument("--strategy", choices=STRATEGIES, default="greedy")
-    parser.add_argument("--scorer", choices=list(SCORERS), default="laplacian")
-    parser.add_argument("--min-patch", type=int, default=16, metavar="P")
-    parser.add_argument("--max-patch", type=int, default=64, metavar="P")
+    parser.add_argument("--budget", type=int, required=True, metavar="N", help="tokens (required)")
+    parser.add_argument(
+        "--strategy",
+        choices=STRATEGIES,
+        default="greedy",
+        help="how the tokens are shared out (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--scorer",
+        choices=list(SCORERS),
+        default="laplacian",
+        help="how a region's detail is measured (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--min-patch",
+        type=int,
+        default=16,
+        metavar="P",
+        help="smallest leaf side in px (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--max-patch",
+        type=int,
+        default=64,
+        metavar="P",
+        help="cell side in px, min-patch * 2**k (default: %(default)s)",
+    )
     parser.add_argument(
         "--out",
         type=Path,
         default=Path("pyrtok_allocation.png"),
         metavar="PATH",
-        help="figure PNG to write (default: ./pyrtok_allocation.png)",
+        help="figure to write (default: %(default)s). " + OUT_HELP,
     )
     parser.set_defaults(run=run_allocate)
 

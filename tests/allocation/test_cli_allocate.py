@@ -12,7 +12,16 @@ from PIL import Image
 
 from pyrtok.allocation import allocate
 from pyrtok.cli import main
-from pyrtok.viz import LEVEL_COLOURS, allocation_figure, allocation_overlay, side_by_side
+from pyrtok.data import load_sample
+from pyrtok.viz import (
+    LEVEL_COLOURS,
+    allocation_figure,
+    allocation_overlay,
+    shrink,
+    side_by_side,
+    titled,
+)
+from pyrtok.viz.text import text_image
 
 ROW = re.compile(r"^\s*(\d+)\s+(\d+) px\s+(\d+)\s+(\d+\.\d)\s+(\w+)\s*$")
 
@@ -30,6 +39,19 @@ def _png_shape(path: Path) -> tuple[int, ...]:
         return np.asarray(image).shape
 
 
+def _figure_as_written(sample: str, budget: int, title: str) -> np.ndarray:
+    """``(H, W, 3)`` uint8: the labelled allocation figure of ``sample`` under ``title``."""
+    image = load_sample(sample)
+    figure = titled(
+        allocation_figure(image, allocate(image[None], budget, 16, 64), labels=True), title
+    )
+    return (figure * 255).round().byte().permute(1, 2, 0).numpy()
+
+
+def _psnr(out: str) -> str:
+    return re.search(r"token reconstruction PSNR: (\S+) dB", out)[1]  # type: ignore[index]
+
+
 def test_allocate_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out_path = tmp_path / "figs" / "chelsea.png"
     argv = ["allocate", "chelsea", "--budget", "100", "--out", str(out_path)]
@@ -45,10 +67,13 @@ def test_allocate_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     ]
     assert sum(tokens for _, _, tokens, _, _ in rows) == 100
     assert sum(area for *_, area, _ in rows) == pytest.approx(100, abs=0.2)
-    psnr = float(re.search(r"token reconstruction PSNR: (\S+) dB", out)[1])  # type: ignore[index]
-    assert 20 < psnr < 60
+    assert 20 < float(_psnr(out)) < 60
     assert str(out_path.resolve()) in out
-    assert _png_shape(out_path) == (300, 3 * 451 + 8, 3)
+    title = (
+        f"chelsea (embedded sample), 300x451: 100 tokens, greedy + laplacian, PSNR {_psnr(out)} dB"
+    )
+    with Image.open(out_path) as written:
+        assert np.array_equal(np.asarray(written), _figure_as_written("chelsea", 100, title))
 
 
 @pytest.mark.parametrize("strategy", ["optimal", "proportional", "threshold"])
@@ -89,8 +114,25 @@ def test_demo_writes_the_allocation_figure(
     assert sum(tokens for _, _, tokens, _, _ in _rows(out)) == 256
     figure = tmp_path / "pyrtok_demo_allocation.png"
     assert str(figure.resolve()) in out
-    assert _png_shape(figure) == (512, 3 * 512 + 8, 3)
+    title = (
+        f"astronaut (embedded sample), 512x512: 256 tokens, greedy + laplacian, "
+        f"PSNR {_psnr(out)} dB"
+    )
+    with Image.open(figure) as written:
+        assert np.array_equal(np.asarray(written), _figure_as_written("astronaut", 256, title))
     assert (tmp_path / "pyrtok_demo.png").exists()
+
+
+@pytest.mark.parametrize(("name", "image_format"), [("f.jpg", "JPEG"), ("f.webp", "WEBP")])
+def test_allocate_writes_the_format_of_the_extension(
+    tmp_path: Path, name: str, image_format: str
+) -> None:
+    noise = np.random.default_rng(0).integers(0, 256, (64, 128, 3), dtype=np.uint8)
+    Image.fromarray(noise).save(tmp_path / "in.png")
+    argv = ["allocate", str(tmp_path / "in.png"), "--budget", "8", "--out", str(tmp_path / name)]
+    assert main(argv) == 0
+    with Image.open(tmp_path / name) as written:
+        assert written.format == image_format
 
 
 def test_demo_skips_the_allocation_for_small_images(
@@ -125,6 +167,40 @@ def test_figure_and_side_by_side() -> None:
     tall = side_by_side([torch.zeros(3, 10, 5), torch.zeros(20, 5)], gap=0, background=0.25)
     assert tall.shape == (3, 20, 10)
     assert bool((tall[:, 10:, :5] == 0.25).all())
+
+
+def test_labelled_figure_has_captions_and_a_colour_key() -> None:
+    x = torch.full((1, 3, 64, 128), 0.5)
+    x[..., :32, :32] = torch.rand(3, 32, 32, generator=torch.Generator().manual_seed(0))
+    allocation = allocate(x, 2 + 3 * 2, 16, 64)  # 3 + 3 leaves of 16 and 32 px, 1 of 64
+    bare = allocation_figure(x[0], allocation)
+    labelled = allocation_figure(x[0], allocation, labels=True)
+    caption = text_image("x").shape[-2]
+    captions = ["original, 64x128", "8 tokens: leaves coloured by level", "reconstruction"]
+    left = 0
+    for k, text in enumerate(captions):  # each panel under its caption, as wide as the wider
+        panel = labelled[:, caption : caption + 64, left : left + 128]
+        torch.testing.assert_close(panel, bare[:, :, 132 * k : 132 * k + 128])
+        left += max(128, text_image(text).shape[-1]) + 4
+    assert float(labelled[:, :caption].min()) < 0.25  # black captions above the panels
+    key = labelled[:, caption + 64 + 4 :]
+    assert key.shape[-2] == caption
+    for _, rgb in LEVEL_COLOURS[:3]:  # one swatch per level, 16, 32 and 64 px
+        swatch = (key == torch.tensor(rgb)[:, None, None]).all(dim=0)
+        assert int(swatch.sum()) == (caption - 8) ** 2
+    assert not (key == torch.tensor(LEVEL_COLOURS[3][1])[:, None, None]).all(dim=0).any()
+
+
+def test_scaled_figure_keeps_its_outlines() -> None:
+    x = torch.rand(1, 3, 64, 128, generator=torch.Generator().manual_seed(0))
+    allocation = allocate(x, 2, 16, 64)  # two 64 px cells
+    figure = allocation_figure(x[0], allocation, scale=0.25)
+    assert figure.shape == (3, 16, 3 * 32 + 8)
+    torch.testing.assert_close(figure[:, :, :32], shrink(x[0], 0.25))
+    outlines = allocation_overlay(x[0], allocation, thickness=4)  # round(1 / 0.25) px at full size
+    torch.testing.assert_close(figure[:, :, 36:68], shrink(outlines, 0.25))
+    blue = torch.tensor(LEVEL_COLOURS[2][1])
+    torch.testing.assert_close(figure[:, 0, 36], blue)  # still a full-colour 1 px edge
 
 
 def test_overlay_bad_input() -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 from torch import Tensor
 
 SAMPLES: dict[str, str] = {
@@ -97,15 +97,17 @@ def _decode(data: bytes, source: str) -> Tensor:
     """Decode encoded image bytes to ``(3, H, W)`` float32 in ``[0, 1]``; ``source`` names them."""
     if not data:
         raise ValueError(f"{source}: the file is empty, not an image")
+    formats = "pyrtok reads what Pillow reads (PNG, JPEG, GIF, WebP, BMP, TIFF, ...)"
     try:
         with Image.open(BytesIO(data)) as opened:
             opened.load()
             image = opened.copy()
-    except (OSError, SyntaxError, ValueError) as error:
+    except UnidentifiedImageError:
         raise ValueError(
-            f"{source}: not a readable image ({error}); pyrtok reads what Pillow reads "
-            "(PNG, JPEG, GIF, WebP, BMP, TIFF, ...)"
-        ) from error
+            f"{source}: not a readable image (its contents match no image format); {formats}"
+        ) from None
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
+        raise ValueError(f"{source}: not a readable image ({error}); {formats}") from error
     if image.mode.startswith("I;16") or image.mode == "I":
         grey = torch.from_numpy(np.asarray(image, dtype=np.float32) / 65535.0)
         return grey.clamp(0, 1).expand(3, -1, -1).contiguous()

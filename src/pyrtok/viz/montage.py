@@ -8,10 +8,16 @@ import torch
 from torch import Tensor
 
 from pyrtok.pyramid.functional import check_pyramid
+from pyrtok.viz.layout import shrink, side_by_side
+from pyrtok.viz.text import CAPTION_SIZE, text_image, titled
 
 _NOISE_FLOOR = 0.5 / 255
 """Band magnitudes below half an 8-bit grey level are float noise, not detail: never amplified
 past the gain that shows this floor at full contrast."""
+
+
+KEY = "bands: mid-grey is 0, darker < 0 < lighter, each stretched to full contrast; residual: as is"
+"""How to read a montage; written below it with ``labels=True``."""
 
 
 def _band_gain(band: Tensor, quantile: float) -> float:
@@ -27,11 +33,21 @@ def _to_rgb(level: Tensor) -> Tensor:
     return level.to(torch.float32).expand(3, -1, -1)
 
 
+def _label(k: int, level: Tensor, levels: int) -> str:
+    """``L0 band (finest), HxW``, ``L1 band, HxW``, ..., ``G{levels - 1} residual, HxW``."""
+    size = f"{level.shape[-2]}x{level.shape[-1]}"
+    if k == levels - 1:
+        return f"G{k} residual, {size}"
+    return f"L{k} band{' (finest)' if k == 0 else ''}, {size}"
+
+
 def pyramid_montage(
     pyramid: list[Tensor] | tuple[Tensor, ...],
     quantile: float = 0.99,
     spacing: int = 2,
     background: float = 1.0,
+    labels: bool = False,
+    scale: float = 1.0,
 ) -> Tensor:
     """Lay out one image's Laplacian pyramid as a single picture.
 
@@ -49,17 +65,25 @@ def pyramid_montage(
         quantile: in ``(0, 1]``; the band magnitude quantile shown at full contrast.
         spacing: separator width in px, ``>= 0``.
         background: grey value in ``[0, 1]`` of the separators and the empty area.
+        labels: caption each level above it with its name and size (``L0 band (finest),
+            64x96``, ..., ``G3 residual, 8x12``) and write :data:`KEY` below the montage, in
+            black; a text wider than its level widens the layout.
+        scale: in ``(0, 1]``; each level is shrunk by it (area averaging) for display, after
+            the gains are computed; spacing and captions are not scaled.
 
     Returns:
         ``(3, max(H, h), W + spacing + W_1)`` float32 tensor in ``[0, 1]`` on the pyramid's
         device, where ``h`` is the column's height (levels 1.. plus separators) and ``W_1`` the
-        width of level 1; just ``(3, H, W)`` for a one-level pyramid.
+        width of level 1; just ``(3, H, W)`` for a one-level pyramid. ``H``, ``W`` etc. are the
+        shrunk sizes and include the captions; ``labels`` adds :data:`KEY` below.
 
     Examples:
         >>> from pyrtok import laplacian_pyramid
         >>> pyramid = laplacian_pyramid(torch.rand(3, 64, 96), levels=4)
         >>> pyramid_montage(pyramid).shape
         torch.Size([3, 64, 146])
+        >>> pyramid_montage(pyramid, scale=0.5).shape
+        torch.Size([3, 32, 74])
     """
     check_pyramid(pyramid)
     first = pyramid[0]
@@ -81,22 +105,13 @@ def pyramid_montage(
     *bands, residual = pyramid
     tiles = [_to_rgb(0.5 + _band_gain(band, quantile) * band.float()) for band in bands]
     tiles.append(_to_rgb(residual))
-    height, width = tiles[0].shape[-2:]
-    if len(tiles) == 1:
-        return tiles[0].clamp(0, 1)
-    column = tiles[1:]
-    column_height = sum(tile.shape[-2] for tile in column) + spacing * (len(column) - 1)
-    column_width = column[0].shape[-1]
-    canvas = torch.full(
-        (3, max(height, column_height), width + spacing + column_width),
-        background,
-        dtype=torch.float32,
-        device=first.device,
-    )
-    canvas[:, :height, :width] = tiles[0]
-    top, left = 0, width + spacing
-    for tile in column:
-        h, w = tile.shape[-2:]
-        canvas[:, top : top + h, left : left + w] = tile
-        top += h + spacing
-    return canvas.clamp(0, 1)
+    tiles = [shrink(tile.clamp(0, 1), scale) for tile in tiles]
+    if labels:
+        names = [_label(k, level, len(pyramid)) for k, level in enumerate(pyramid)]
+        tiles = [titled(tile, name, CAPTION_SIZE) for tile, name in zip(tiles, names, strict=True)]
+    if len(tiles) > 1:
+        column = side_by_side(tiles[1:], gap=spacing, background=background, vertical=True)
+        tiles = [side_by_side([tiles[0], column], gap=spacing, background=background)]
+    if labels:
+        tiles.append(text_image(KEY).to(tiles[0].device))
+    return side_by_side(tiles, gap=spacing, background=background, vertical=True)

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import torch
 from torch import Tensor
 
 from pyrtok.allocation import Allocation, detokenize, tokenize
+from pyrtok.viz.layout import as_rgb, shrink, side_by_side
+from pyrtok.viz.text import CAPTION_SIZE, colour_key, titled
 
 LEVEL_COLOURS: tuple[tuple[str, tuple[float, float, float]], ...] = (
     ("red", (0.89, 0.10, 0.11)),
@@ -18,19 +18,6 @@ LEVEL_COLOURS: tuple[tuple[str, tuple[float, float, float]], ...] = (
     ("brown", (0.65, 0.34, 0.16)),
 )
 """Colour of pyramid level ``k`` (``k = 0``: ``min_patch`` leaves) by name and RGB; cycles."""
-
-
-def _rgb(image: Tensor, name: str) -> Tensor:
-    if not isinstance(image, Tensor) or not image.is_floating_point():
-        raise TypeError(f"{name}: expected a floating tensor with values in [0, 1]")
-    if image.ndim == 2:
-        image = image.unsqueeze(0)
-    if image.ndim != 3 or image.shape[0] not in (1, 3):
-        raise ValueError(
-            f"{name}: expected one image of shape (3, H, W), (1, H, W) or (H, W), got "
-            f"{tuple(image.shape)}"
-        )
-    return image.detach().to(torch.float32).expand(3, -1, -1)
 
 
 def _one(allocation: Allocation, index: int, image: Tensor) -> Allocation:
@@ -53,7 +40,7 @@ def _paint(allocation: Allocation, thickness: int) -> tuple[Tensor, Tensor]:
     level_map = torch.zeros((height, width), dtype=torch.long, device=device)
     edge_map = torch.zeros((height, width), dtype=torch.bool, device=device)
     for k in range(geometry.depth + 1):
-        leaves = allocation.boxes[0, (allocation.levels[0] == k) & allocation.mask[0]]
+        leaves = allocation.boxes[0, (allocation.leaf_level[0] == k) & allocation.mask[0]]
         if leaves.numel() == 0:
             continue
         size = geometry.min_patch << k
@@ -94,7 +81,7 @@ def allocation_overlay(
         >>> allocation_overlay(x[0], allocate(x, 24, 16, 32)).shape
         torch.Size([3, 96, 128])
     """
-    rgb = _rgb(image, "image")
+    rgb = as_rgb(image, "image")
     one = _one(allocation, index, rgb)
     if not 0 <= tint <= 1:
         raise ValueError(f"tint: must be in [0, 1], got {tint}")
@@ -107,37 +94,9 @@ def allocation_overlay(
     return torch.where(edge_map, colour, out)
 
 
-def side_by_side(images: Sequence[Tensor], gap: int = 4, background: float = 1.0) -> Tensor:
-    """Place images left to right, top-aligned, with ``gap`` px of ``background`` between.
-
-    Args:
-        images: each ``(3, H, W)``, ``(1, H, W)`` or ``(H, W)`` in ``[0, 1]``.
-        gap: separator width in px, ``>= 0``.
-        background: grey value in ``[0, 1]`` of the separators and the empty area.
-
-    Returns:
-        ``(3, max H, sum W + gap * (n - 1))`` float32.
-
-    Examples:
-        >>> side_by_side([torch.rand(3, 20, 30), torch.rand(10, 15)]).shape
-        torch.Size([3, 20, 49])
-    """
-    if not images:
-        raise ValueError("images: expected at least one image")
-    if isinstance(gap, bool) or not isinstance(gap, int) or gap < 0:
-        raise ValueError(f"gap: expected an int >= 0, got {gap!r}")
-    tiles = [_rgb(image, f"images[{i}]") for i, image in enumerate(images)]
-    height = max(t.shape[-2] for t in tiles)
-    width = sum(t.shape[-1] for t in tiles) + gap * (len(tiles) - 1)
-    canvas = torch.full((3, height, width), background, device=tiles[0].device)
-    left = 0
-    for tile in tiles:
-        canvas[:, : tile.shape[-2], left : left + tile.shape[-1]] = tile.to(canvas.device)
-        left += tile.shape[-1] + gap
-    return canvas
-
-
-def allocation_figure(image: Tensor, allocation: Allocation, index: int = 0) -> Tensor:
+def allocation_figure(
+    image: Tensor, allocation: Allocation, index: int = 0, labels: bool = False, scale: float = 1.0
+) -> Tensor:
     """Original, allocation overlay and token reconstruction, side by side.
 
     The reconstruction is ``detokenize(tokenize(image))`` under the allocation, clipped to
@@ -147,18 +106,41 @@ def allocation_figure(image: Tensor, allocation: Allocation, index: int = 0) -> 
         image: ``(C, H, W)`` (``C`` in {1, 3}) in ``[0, 1]``, the image the allocation is for.
         allocation: an allocation made for images of this size.
         index: which image of the allocation ``image`` is.
+        labels: caption the three panels and add a colour key below them: each level's
+            colour, leaf size and token count.
+        scale: in ``(0, 1]``; the panels are shrunk by it (area averaging) for display, with
+            outlines ``round(1 / scale)`` px wide so they stay visible; text is not scaled.
 
     Returns:
-        ``(3, H, 3 * W + 8)`` float32.
+        ``(3, H, 3 * W + 8)`` float32 (``H``, ``W`` shrunk; more with ``labels``).
 
     Examples:
         >>> from pyrtok.allocation import allocate
         >>> x = torch.rand(1, 3, 64, 64)
         >>> allocation_figure(x[0], allocate(x, 7, 16, 32)).shape
         torch.Size([3, 64, 200])
+        >>> allocation_figure(x[0], allocate(x, 7, 16, 32), scale=0.5).shape
+        torch.Size([3, 32, 104])
     """
-    rgb = _rgb(image, "image")
+    rgb = as_rgb(image, "image")
     one = _one(allocation, index, rgb)
+    original = shrink(rgb, scale)
     source = image.detach() if image.ndim == 3 else image.detach()[None]
-    recon = detokenize(tokenize(source[None], one).tokens, one)[0]
-    return side_by_side([rgb, allocation_overlay(rgb, one), recon.clamp(0, 1)])
+    recon = detokenize(tokenize(source[None], one).tokens, one)[0].clamp(0, 1)
+    overlay = allocation_overlay(rgb, one, thickness=max(1, round(1 / scale)))
+    panels = [original, shrink(overlay, scale), shrink(recon, scale)]
+    if not labels:
+        return side_by_side(panels)
+    counts = one.level_counts()[0].tolist()
+    captions = [
+        f"original, {rgb.shape[-2]}x{rgb.shape[-1]}",
+        f"{sum(counts)} tokens: leaves coloured by level",
+        "reconstruction from the tokens",
+    ]
+    figure = side_by_side(
+        [titled(p, c, CAPTION_SIZE) for p, c in zip(panels, captions, strict=True)]
+    )
+    colours = [colour for _, colour in LEVEL_COLOURS]
+    names = [f"level {k}: {one.min_patch << k} px leaves, {n} tokens" for k, n in enumerate(counts)]
+    key = colour_key([(name, colours[k % len(colours)]) for k, name in enumerate(names)])
+    return side_by_side([figure, key.to(figure.device)], gap=4, vertical=True)
