@@ -9,7 +9,6 @@ twice.
 from __future__ import annotations
 
 import time
-from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -23,7 +22,7 @@ from pyrtok.vlm.answering import (
     default_eos,
 )
 from pyrtok.vlm.confidence import ConfidenceFn, resolve_confidence
-from pyrtok.vlm.hierarchical import HierarchicalVLM
+from pyrtok.vlm.hierarchical import HierarchicalVLM, SelectorSpec, _selector_argument
 from pyrtok.vlm.residual import compact
 from pyrtok.vlm.sequence import check_prompt, split_at_image
 
@@ -41,7 +40,7 @@ class ProgressiveVLM(HierarchicalVLM):
         language_model: as :class:`HierarchicalVLM`.
         projector: as :class:`HierarchicalVLM`.
         levels: as :class:`HierarchicalVLM`.
-        allocator: as :class:`HierarchicalVLM`.
+        selector: as :class:`HierarchicalVLM`.
         thresholds: confidence needed to stop at levels ``0 .. L-2`` (seed: 0.9, 0.8), in
             ``(0, 1]``, non-increasing; level ``L - 1`` always answers. Extra values are
             dropped (the seed's pair works for ``levels=2``).
@@ -58,6 +57,8 @@ class ProgressiveVLM(HierarchicalVLM):
         keep_prefix: as :class:`HierarchicalVLM`.
         patch_size: as :class:`HierarchicalVLM`.
         vision_hidden_size: as :class:`HierarchicalVLM`.
+        allocator: deprecated name of ``selector`` (a DeprecationWarning; giving both is a
+            TypeError).
 
     Examples:
         >>> import torch
@@ -75,7 +76,7 @@ class ProgressiveVLM(HierarchicalVLM):
         language_model: nn.Module,
         projector: nn.Module | str | None = None,
         levels: int = 3,
-        allocator: Any = None,
+        selector: SelectorSpec = None,
         *,
         thresholds: tuple[float, ...] = (0.9, 0.8),
         confidence: str | ConfidenceFn = "first_token",
@@ -90,13 +91,14 @@ class ProgressiveVLM(HierarchicalVLM):
         keep_prefix: bool = False,
         patch_size: int | None = None,
         vision_hidden_size: int | None = None,
+        allocator: SelectorSpec = None,
     ) -> None:
         super().__init__(
             vision_encoder,
             language_model,
             projector,
             levels,
-            allocator,
+            _selector_argument(selector, allocator, None, stacklevel=2),
             image_token_id=image_token_id,
             quantizer=quantizer,
             vq_weight=vq_weight,
