@@ -66,9 +66,11 @@ def call_lm(
 
 
 def output_cache(output: Any) -> Any:
-    """The KV cache of an LM output under either name (``cache`` or ``past_key_values``)."""
-    cache = getattr(output, "cache", None)
-    return cache if cache is not None else getattr(output, "past_key_values", None)
+    """The KV cache of an LM output under the name its class declares (``cache`` in
+    transformers >= 5, where ``past_key_values`` is a deprecated alias that warns on every
+    read; ``past_key_values`` before)."""
+    fields = getattr(output, "__dataclass_fields__", {})
+    return getattr(output, "cache" if "cache" in fields else "past_key_values", None)
 
 
 def input_embeddings(lm: nn.Module) -> nn.Module:
