@@ -11,6 +11,7 @@ the root counts down. Cost per image is about ``(cells * splits_per_cell)**2`` a
 from __future__ import annotations
 
 import torch
+from einops import rearrange
 from torch import Tensor
 
 from pyrtok.allocation.quadtree import QuadtreeGeometry
@@ -44,9 +45,7 @@ def _max_plus(a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
 
 def _quads(x: Tensor) -> Tensor:
     """``(B, 2r, 2c, n)`` -> ``(B, r, c, 4, n)``: the four children of each node, raster order."""
-    batch, rows, cols, n = x.shape
-    blocks = x.reshape(batch, rows // 2, 2, cols // 2, 2, n).permute(0, 1, 3, 2, 4, 5)
-    return blocks.reshape(batch, rows // 2, cols // 2, 4, n)
+    return rearrange(x, "b (r i) (c j) n -> b r c (i j) n", i=2, j=2)
 
 
 def _pad(x: Tensor, length: int) -> Tensor:
@@ -125,10 +124,5 @@ def optimal_splits(scores: list[Tensor], geometry: QuadtreeGeometry, splits: int
         c0, c1 = _pick(arg_first, first)
         c2, c3 = _pick(arg_second, second)
         quads = torch.stack([c0, c1, c2, c3], dim=-1)
-        rows, cols = count.shape[1:]
-        count = (
-            quads.reshape(batch, rows, cols, 2, 2)
-            .permute(0, 1, 3, 2, 4)
-            .reshape(batch, 2 * rows, 2 * cols)
-        )
+        count = rearrange(quads, "b r c (i j) -> b (r i) (c j)", i=2, j=2)
     return maps

@@ -10,6 +10,7 @@ processed with tensor ops: no Python loop over images or nodes.
 from __future__ import annotations
 
 import torch
+from einops import rearrange
 from torch import Tensor
 
 from pyrtok.allocation.quadtree import QuadtreeGeometry, children, sum_pool
@@ -170,19 +171,15 @@ def distribute(weights: Tensor, total: int, cap: int) -> Tensor:
     return (base + (rank < short).to(base.dtype)).long()
 
 
-def _by_cell(x: Tensor, geometry: QuadtreeGeometry, d: int) -> Tensor:
-    """``(B, rows_d, cols_d)`` -> ``(B, cell_rows, cell_cols, 4**d)`` (raster within the cell)."""
-    side = 1 << d
-    batch = x.shape[0]
-    blocks = x.reshape(batch, geometry.cell_rows, side, geometry.cell_cols, side)
-    return blocks.permute(0, 1, 3, 2, 4).reshape(batch, geometry.cell_rows, geometry.cell_cols, -1)
+def _by_cell(x: Tensor, d: int) -> Tensor:
+    """``(B, rows_d, cols_d)`` -> ``(B, cell_rows, cell_cols, 4**d)``: each cell's
+    ``2**d x 2**d`` nodes of depth ``d`` gathered, raster within the cell."""
+    return rearrange(x, "b (rows i) (cols j) -> b rows cols (i j)", i=1 << d, j=1 << d)
 
 
-def _from_cell(x: Tensor, geometry: QuadtreeGeometry, d: int) -> Tensor:
-    side = 1 << d
-    batch = x.shape[0]
-    blocks = x.reshape(batch, geometry.cell_rows, geometry.cell_cols, side, side)
-    return blocks.permute(0, 1, 3, 2, 4).reshape(batch, *geometry.grid(d))
+def _from_cell(x: Tensor, d: int) -> Tensor:
+    """The inverse of :func:`_by_cell`."""
+    return rearrange(x, "b rows cols (i j) -> b (rows i) (cols j)", i=1 << d, j=1 << d)
 
 
 def cell_splits(scores: list[Tensor], geometry: QuadtreeGeometry, per_cell: Tensor) -> list[Tensor]:
@@ -196,9 +193,9 @@ def cell_splits(scores: list[Tensor], geometry: QuadtreeGeometry, per_cell: Tens
     for d in range(geometry.depth):
         before = (4**d - 1) // 3
         quota = (per_cell - before).clamp(0, 4**d)
-        cell_scores = _by_cell(scores[d], geometry, d)
+        cell_scores = _by_cell(scores[d], d)
         rank = torch.sort(cell_scores, dim=-1, descending=True, stable=True).indices.argsort(-1)
-        maps.append(_from_cell(rank < quota[..., None], geometry, d))
+        maps.append(_from_cell(rank < quota[..., None], d))
     return maps
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+from einops import rearrange
 from torch import Tensor, nn
 
 from pyrtok.allocation.allocation import Allocation
@@ -19,6 +20,10 @@ from pyrtok.allocation.cell_pyramid import cell_pyramid, check_cell_pyramid
 from pyrtok.allocation.quadtree import check_images
 from pyrtok.allocation.scorers import Pyramid
 from pyrtok.pyramid import pyr_up
+
+_PATCH_GRID = "b c (rows p) (cols q) -> b rows cols c p q"
+"""An image ``(B, C, H, W)`` as its grid of ``p x q`` patches ``(B, rows, cols, C, p, q)``: a
+view of a contiguous image, which :func:`tokenize` reads and :func:`detokenize` paints."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -163,10 +168,10 @@ def tokenize(images: Tensor, allocation: Allocation, pyramid: Pyramid = None) ->
         if image.numel() == 0:
             continue
         corner = allocation.boxes[image, slot, :2] // (p << k)
-        patches = level.unfold(2, p, p).unfold(3, p, p)
-        tokens[image, slot] = patches[image, :, corner[:, 0], corner[:, 1]]
+        patches = rearrange(level, _PATCH_GRID, p=p, q=p)
+        tokens[image, slot] = patches[image, corner[:, 0], corner[:, 1]]
     return TokenizedImages(
-        tokens=tokens.flatten(2).to(images.dtype),
+        tokens=rearrange(tokens, "b n c p q -> b n (c p q)").to(images.dtype),
         positions=token_positions(allocation),
         mask=allocation.mask,
     )
@@ -213,7 +218,7 @@ def detokenize(tokens: Tensor, allocation: Allocation) -> Tensor:
     channels = tokens.shape[2] // (p * p)
     height, width = geometry.padded_size
     canvas = tokens.new_zeros((batch, channels, height, width))
-    patches = tokens.reshape(batch, count, channels, p, p)
+    patches = rearrange(tokens, "b n (c p q) -> b n c p q", p=p, q=p)
     for k in range(geometry.depth + 1):
         image, slot = _leaf_index(allocation, k)
         if image.numel() == 0:
@@ -222,9 +227,9 @@ def detokenize(tokens: Tensor, allocation: Allocation) -> Tensor:
         for _ in range(k):
             decoded = pyr_up(decoded)
         size = p << k
-        blocks = canvas.view(batch, channels, height // size, size, width // size, size)
+        blocks = rearrange(canvas, _PATCH_GRID, p=size, q=size)  # a view: writes land in canvas
         corner = allocation.boxes[image, slot, :2] // size
-        blocks.permute(0, 2, 4, 1, 3, 5)[image, corner[:, 0], corner[:, 1]] = decoded
+        blocks[image, corner[:, 0], corner[:, 1]] = decoded
     return canvas[..., : geometry.height, : geometry.width]
 
 

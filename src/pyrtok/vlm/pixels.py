@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 import torch
+from einops import rearrange
 from torch import Tensor, nn
 
 from pyrtok.allocation import TokenizedImages
@@ -94,14 +95,14 @@ def normalisation_for(
 def normalise_tokens(tokens: TokenizedImages, mean: Tensor, std: Tensor) -> TokenizedImages:
     """``(token - mean) / std`` per channel of flattened ``(C, p, p)`` tokens; padding stays 0."""
     values = tokens.tokens
-    batch, count, width = values.shape
+    width = values.shape[-1]
     channels = mean.shape[0]
     if width % channels:
         raise ValueError(
             f"image_mean: has {channels} channels but tokens hold {width} values (not C * p * p "
             f"for C = {channels})"
         )
-    per_channel = values.reshape(batch, count, channels, width // channels)
+    per_channel = rearrange(values, "b n (c pixels) -> b n c pixels", c=channels)
     normalised = (per_channel - mean.to(values.dtype)) / std.to(values.dtype)
-    normalised = normalised.reshape(batch, count, width) * tokens.mask[..., None]
+    normalised = rearrange(normalised, "b n c pixels -> b n (c pixels)") * tokens.mask[..., None]
     return TokenizedImages(tokens=normalised, positions=tokens.positions, mask=tokens.mask)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 
 import torch
+from einops import repeat
 from torch import Tensor
 
 
@@ -31,8 +32,7 @@ def residual_grids(grids: list[Tensor]) -> list[Tensor]:
                 f"grids: each grid must be twice the size of the previous one, got "
                 f"{tuple(coarser.shape[1:3])} then {tuple(finer.shape[1:3])}"
             )
-        parent = coarser.repeat_interleave(2, dim=1).repeat_interleave(2, dim=2)
-        out.append(finer - parent)
+        out.append(finer - repeat(coarser, "b h w d -> b (h 2) (w 2) d"))
     return out
 
 
