@@ -13,7 +13,17 @@ encoder and level 0 included, timed outside the call) is printed too. Both are m
 Question 2: how many visual tokens (and LM tokens) are processed when a given fraction of the
 samples exits at the coarse level?
 
-Run: ``python benchmarks/progressive.py`` (prints markdown tables).
+Question 3 (``MixedResolutionVLM``): how much compute does the allocation really save end to
+end? Encoder time (allocation on the one pyramid, tokens, the ViT on exactly those tokens,
+projector) and LM prefill time per image at budgets 64 and 256 against full detail (1024
+tokens: every 16-px patch of a 512 x 512 image), small CLIP + Llama, batch 1.
+
+Question 4: the quadtree ladder (``MixedResolutionVLM.progressive_generate``, budgets
+64 -> 256 -> 1024): refinement-step time (``sum(level_seconds[1:])``: each rung's ViT on its
+allocation, then the LM) with the KV cache reused against re-prefilling the whole prefix.
+
+Run: ``python benchmarks/progressive.py`` (prints markdown tables; ``--only mixed`` runs
+questions 3 and 4, ``--only hierarchical`` questions 1 and 2).
 """
 
 from __future__ import annotations
@@ -26,7 +36,7 @@ import torch
 from torch import Tensor
 from transformers import CLIPVisionConfig, CLIPVisionModel, LlamaConfig, LlamaForCausalLM
 
-from pyrtok.vlm import ProgressiveOutput, ProgressiveVLM, first_token_prob
+from pyrtok.vlm import MixedResolutionVLM, ProgressiveOutput, ProgressiveVLM, first_token_prob
 
 IMAGE = 999
 
@@ -58,11 +68,101 @@ def build(allocator: str, hidden: int, layers: int) -> ProgressiveVLM:
         vision,
         lm,
         levels=3,
-        allocator=allocator,
+        selector=allocator,
         image_token_id=IMAGE,
         thresholds=(1.0, 1.0),
         max_new_tokens=4,
     ).eval()
+
+
+def build_mixed(args: argparse.Namespace) -> MixedResolutionVLM:
+    """A small CLIP (16-px patches, 512-px position grid) and a larger Llama, random weights."""
+    torch.manual_seed(0)
+    vision = CLIPVisionModel(
+        CLIPVisionConfig(
+            hidden_size=256,
+            intermediate_size=1024,
+            num_hidden_layers=4,
+            num_attention_heads=4,
+            image_size=512,
+            patch_size=16,
+            attn_implementation="sdpa",
+        )
+    )
+    lm = LlamaForCausalLM(
+        LlamaConfig(
+            vocab_size=1000,
+            hidden_size=args.hidden,
+            intermediate_size=4 * args.hidden,
+            num_hidden_layers=args.layers,
+            num_attention_heads=8,
+            num_key_value_heads=8,
+            max_position_embeddings=4096,
+            attn_implementation="sdpa",
+        )
+    )
+    return MixedResolutionVLM(vision, lm, max_patch=64, image_token_id=IMAGE).eval()
+
+
+def mixed_resolution_cost(args: argparse.Namespace, x: Tensor, ids: Tensor) -> None:
+    """Question 3: encoder and LM time per image by budget, against full detail."""
+    vlm = build_mixed(args)
+    print(
+        f"\nMixedResolutionVLM, {x.shape[-2]}x{x.shape[-1]} image, CLIP 4x256 (16-px patches), "
+        f"Llama {args.layers}x{args.hidden}, prompt {ids.shape[1] - 1} text tokens, batch 1, "
+        f"min of {args.repeats} interleaved runs\n"
+    )
+    print("| budget | encoder ms | LM prefill ms | total ms | total vs full detail |")
+    print("|---:|---:|---:|---:|---:|")
+    budgets = (64, 256, 1024)
+    best: dict[int, tuple[float, float]] = {}
+    with torch.no_grad():
+        for i in range(args.repeats + 1):
+            for budget in budgets:
+                start = time.perf_counter()
+                merged, *_ = vlm.merge(x[:1], ids[:1], budget=budget)
+                middle = time.perf_counter()
+                vlm.language_model(
+                    inputs_embeds=merged.inputs_embeds, attention_mask=merged.attention_mask
+                )
+                end = time.perf_counter()
+                if i:
+                    old = best.get(budget, (float("inf"), float("inf")))
+                    best[budget] = (min(old[0], middle - start), min(old[1], end - middle))
+    full = sum(best[1024])
+    for budget in budgets:
+        encoder, lm = best[budget]
+        print(
+            f"| {budget} | {1e3 * encoder:.1f} | {1e3 * lm:.1f} | {1e3 * (encoder + lm):.1f} "
+            f"| {(encoder + lm) / full:.2f} ({full / (encoder + lm):.1f}x faster) |"
+        )
+
+
+def ladder_reuse(args: argparse.Namespace, x: Tensor, ids: Tensor) -> None:
+    """Question 4: the quadtree ladder's refinement steps, KV reuse against re-prefill."""
+    vlm = build_mixed(args)
+    ladder = (64, 256, 1024)
+    refine: dict[bool, float] = {}
+    outs: dict[bool, ProgressiveOutput] = {}
+    for i in range(args.repeats + 1):
+        for reuse in (True, False):
+            out = vlm.progressive_generate(
+                x, ids, budgets=ladder, thresholds=(1.0, 1.0), max_new_tokens=4, reuse_cache=reuse
+            )
+            if i:
+                refine[reuse] = min(refine.get(reuse, float("inf")), sum(out.level_seconds[1:]))
+                outs[reuse] = out
+    diff = (outs[True].logits - outs[False].logits).abs().max().item()
+    print(
+        f"\nQuadtree ladder {ladder}, batch {x.shape[0]}, 4 answer tokens, nobody exits early "
+        f"(visual tokens sent per image: {outs[True].visual_tokens.tolist()})\n"
+    )
+    print("| reuse: refine ms | re-prefill: refine ms | speed-up | max abs logit diff |")
+    print("|---:|---:|---:|---:|")
+    print(
+        f"| {1e3 * refine[True]:.1f} | {1e3 * refine[False]:.1f} "
+        f"| {refine[False] / refine[True]:.2f}x | {diff:.1e} |"
+    )
 
 
 def fixed_exits(fraction: float) -> Callable[[Tensor, Tensor, Tensor], Tensor]:
@@ -98,7 +198,24 @@ def main() -> None:
     parser.add_argument("--hidden", type=int, default=256)
     parser.add_argument("--layers", type=int, default=4)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--mixed-size", type=int, default=512, help="MixedResolutionVLM images")
+    parser.add_argument("--only", choices=("hierarchical", "mixed"), default=None)
     args = parser.parse_args()
+    if args.only != "hierarchical":
+        g = torch.Generator().manual_seed(1)
+        images = torch.rand(2, 3, args.mixed_size, args.mixed_size, generator=g)
+        prompt = torch.cat(
+            [
+                torch.randint(1, 900, (2, args.system), generator=g),
+                torch.full((2, 1), IMAGE),
+                torch.randint(1, 900, (2, 8), generator=g),
+            ],
+            dim=1,
+        )
+        mixed_resolution_cost(args, images, prompt)
+        ladder_reuse(args, images, prompt)
+    if args.only == "mixed":
+        return
     torch.manual_seed(0)
     x = torch.rand(args.batch, 3, args.size, args.size)
     g = torch.Generator().manual_seed(0)

@@ -3,11 +3,13 @@ generate, quantiser, selectors."""
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import pytest
 import torch
 
 from pyrtok.quantize import VectorQuantizer
-from pyrtok.vlm import HierarchicalVLM, ProgressiveVLM
+from pyrtok.vlm import FrequencySelector, HierarchicalVLM, ProgressiveVLM
 from pyrtok.vlm.testing import tiny_llava
 
 from .helpers import IMAGE, RowSelector, hierarchical, images, prompts, unpadded
@@ -153,3 +155,32 @@ def test_bad_inputs() -> None:
         wrong(images(2), ids, mask)
     with pytest.raises(ValueError, match="image_token_id"):
         HierarchicalVLM(tiny_clip(), tiny_llama())
+
+
+def test_normalising_inside_lets_the_selector_score_unit_pixels() -> None:
+    from pyrtok.vlm.pixels import CLIP_MEAN, CLIP_STD
+
+    class Recording(FrequencySelector):
+        seen: ClassVar[list[torch.Tensor]] = []
+
+        def forward(self, images, grids, query, patch_size):  # type: ignore[no-untyped-def]
+            self.seen.append(images)
+            return super().forward(images, grids, query, patch_size)
+
+    x = images(3).clamp(0, 1)
+    mean, std = (torch.tensor(v)[:, None, None] for v in (CLIP_MEAN, CLIP_STD))
+    normalised = (x - mean) / std
+    inside = hierarchical(
+        levels=3, selector=Recording(scorer="entropy"), image_mean=CLIP_MEAN, image_std=CLIP_STD
+    )
+    outside = hierarchical(levels=3, selector=Recording(scorer="entropy"))
+    ours, theirs = inside.encode_images(x), outside.encode_images(normalised)
+    assert torch.equal(Recording.seen[0], x)  # the selector scored [0, 1] pixels
+    assert torch.equal(Recording.seen[1], normalised)
+    coarse = ours.mask & (ours.scales == 0)  # scale 0 is kept in full: the encoder input
+    torch.testing.assert_close(ours.embeds[coarse], theirs.embeds[coarse])
+    ids, mask = prompts(3)
+    with pytest.raises(ValueError, match=r"pixel_values: expected images in \[0, 1\]"):
+        inside(normalised, ids, mask)
+    with pytest.raises(ValueError, match="image_mean, image_std: give both"):
+        hierarchical(levels=2, image_mean=CLIP_MEAN)

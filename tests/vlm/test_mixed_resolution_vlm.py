@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import pyrtok.pyramid.functional as pyramid_functional
-from pyrtok.allocation import FrequencyAwareAllocator, allocate
+from pyrtok.allocation import STRATEGIES, FrequencyAwareAllocator, allocate
 from pyrtok.quantize import VectorQuantizer
 from pyrtok.vlm import MixedResolutionVLM, VLMOutput
 from pyrtok.vlm.pixels import CLIP_MEAN, CLIP_STD, HALF
@@ -151,6 +151,13 @@ def test_save_and_load_what_pyrtok_owns(tmp_path: Path) -> None:
     llava.save_pretrained(tmp_path / "llava")
     restored = MixedResolutionVLM.from_pretrained(tmp_path / "llava", tiny_llava())
     assert restored.feature_layer == -2
+
+
+def test_a_callable_strategy_is_not_written_to_json(tmp_path: Path) -> None:
+    vlm = _vlm(strategy=STRATEGIES["optimal"])
+    assert vlm(images(1), torch.tensor([[1, IMAGE, 5]])).visual_counts.tolist() == [22]
+    with pytest.raises(ValueError, match=r"a custom strategy \(a callable\) cannot be written"):
+        vlm.save_pretrained(tmp_path)
 
 
 def test_a_saved_quantizer_must_be_given_back(tmp_path: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,6 +15,7 @@ from pyrtok.quantize import VectorQuantizer
 from pyrtok.vlm._hf import call_lm, hidden_size
 from pyrtok.vlm.encoders import VisionEncoder, encode_pyramid
 from pyrtok.vlm.output import VLMOutput, vlm_output
+from pyrtok.vlm.pixels import check_unit_range, normalisation_for
 from pyrtok.vlm.residual import gather_tokens, residual_grids
 from pyrtok.vlm.selection import (
     AllSelector,
@@ -138,6 +140,11 @@ class HierarchicalVLM(nn.Module):
             ``vision_encoder`` is not one.
         vision_hidden_size: passed to :class:`~pyrtok.vlm.encoders.VisionEncoder` when
             ``vision_encoder`` is not one.
+        image_mean: per-channel mean to normalise with inside (give ``image_std`` too). Then
+            ``pixel_values`` must be ``[0, 1]`` images: the selector scores them raw (the
+            ``entropy`` scorer bins ``[0, 1]``) and the encoder sees them normalised. ``None``
+            (default): ``pixel_values`` go to the encoder and the selector as given.
+        image_std: per-channel std, with ``image_mean``.
 
     Examples:
         >>> from transformers import CLIPVisionConfig, CLIPVisionModel
@@ -170,8 +177,18 @@ class HierarchicalVLM(nn.Module):
         keep_prefix: bool = False,
         patch_size: int | None = None,
         vision_hidden_size: int | None = None,
+        image_mean: Sequence[float] | None = None,
+        image_std: Sequence[float] | None = None,
     ) -> None:
         super().__init__()
+        if (image_mean is None) != (image_std is None):
+            raise ValueError(
+                f"image_mean, image_std: give both (normalise inside) or neither, got "
+                f"{image_mean!r} and {image_std!r}"
+            )
+        self.normalisation = (
+            None if image_mean is None else normalisation_for((), image_mean, image_std)
+        )
         if isinstance(levels, bool) or not isinstance(levels, int) or levels < 1:
             raise ValueError(f"levels: expected an int >= 1, got {levels!r}")
         if not isinstance(vision_encoder, VisionEncoder):
@@ -254,13 +271,18 @@ class HierarchicalVLM(nn.Module):
         """Images -> selected, projected visual tokens.
 
         Args:
-            pixel_values: ``(B, 3, H, W)``, ``H, W`` multiples of ``p * 2**(levels - 1)``.
+            pixel_values: ``(B, 3, H, W)``, ``H, W`` multiples of ``p * 2**(levels - 1)``
+                (``[0, 1]`` when the module normalises inside).
             query: ``(B, D)`` pooled question embedding (for query-conditioned selectors).
 
         Returns:
             :class:`VisualTokens` with ``embeds (B, N, D)``.
         """
-        features = encode_pyramid(self.vision_encoder, pixel_values, self.levels)
+        encoder_input = pixel_values
+        if self.normalisation is not None:
+            mean, std = (v.to(pixel_values)[..., None] for v in self.normalisation)
+            encoder_input = (check_unit_range(pixel_values) - mean) / std
+        features = encode_pyramid(self.vision_encoder, encoder_input, self.levels)
         grids = residual_grids([f.grid for f in features])
         keep = check_keep(
             self.selector(pixel_values, grids, query, self.vision_encoder.patch_size),

@@ -35,6 +35,7 @@ from pyrtok.allocation import (
     LeafOrder,
     QuadtreeGeometry,
     Scorer,
+    Strategy,
     TokenizedImages,
     cell_pyramid,
     tokenize,
@@ -138,7 +139,7 @@ class MixedResolutionVLM(nn.Module):
         budget: int | None = None,
         allocator: Allocator | None = None,
         max_patch: int | None = None,
-        strategy: str = "greedy",
+        strategy: str | Strategy = "greedy",
         scorer: str | Scorer = "laplacian",
         order: LeafOrder = "raster",
         image_token_id: int | None = None,
@@ -507,10 +508,15 @@ class MixedResolutionVLM(nn.Module):
 
     def config_dict(self) -> dict[str, Any]:
         """What :meth:`save_pretrained` writes next to the weights."""
-        if not isinstance(self.scorer, str) or self.custom_allocator:
+        custom = [
+            name
+            for name, value in (("scorer", self.scorer), ("strategy", self.strategy))
+            if not isinstance(value, str)
+        ] + (["allocator"] if self.custom_allocator else [])
+        if custom:
             raise ValueError(
-                "save_pretrained: a custom scorer or allocator cannot be written to JSON; "
-                "save its settings yourself and pass it again to from_pretrained"
+                f"save_pretrained: a custom {' and '.join(custom)} (a callable) cannot be written "
+                f"to JSON; pass it again to from_pretrained ({custom[0]}=...)"
             )
         return {
             "budget": self.budget,

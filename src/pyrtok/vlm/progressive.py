@@ -9,6 +9,7 @@ twice.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
@@ -57,6 +58,8 @@ class ProgressiveVLM(HierarchicalVLM):
         keep_prefix: as :class:`HierarchicalVLM`.
         patch_size: as :class:`HierarchicalVLM`.
         vision_hidden_size: as :class:`HierarchicalVLM`.
+        image_mean: as :class:`HierarchicalVLM`.
+        image_std: as :class:`HierarchicalVLM`.
         allocator: deprecated name of ``selector`` (a DeprecationWarning; giving both is a
             TypeError).
 
@@ -91,6 +94,8 @@ class ProgressiveVLM(HierarchicalVLM):
         keep_prefix: bool = False,
         patch_size: int | None = None,
         vision_hidden_size: int | None = None,
+        image_mean: Sequence[float] | None = None,
+        image_std: Sequence[float] | None = None,
         allocator: SelectorSpec = None,
     ) -> None:
         super().__init__(
@@ -107,6 +112,8 @@ class ProgressiveVLM(HierarchicalVLM):
             keep_prefix=keep_prefix,
             patch_size=patch_size,
             vision_hidden_size=vision_hidden_size,
+            image_mean=image_mean,
+            image_std=image_std,
         )
         if self.levels >= 2 and len(thresholds) > self.levels - 1:
             thresholds = tuple(thresholds)[: self.levels - 1]
