@@ -216,3 +216,16 @@ def test_half_precision_and_float64_inputs() -> None:
 def test_inputs_that_require_grad() -> None:
     x = torch.rand(1, 3, 64, 64, requires_grad=True)
     assert allocate(x, 7, 16, 32).lengths.tolist() == [7]
+
+
+@pytest.mark.parametrize("strategy", list(STRATEGIES))
+def test_coarsest_and_full_detail_need_no_scores(strategy: str) -> None:
+    def refuse(*args: object, **kwargs: object) -> list[torch.Tensor]:
+        raise AssertionError("scored although only one tree has this budget")
+
+    x = torch.rand(2, 3, 64, 96)
+    coarse = allocate(x, 6, 8, 32, strategy, scorer=refuse)
+    full = allocate(x, 96, 8, 32, strategy, scorer=refuse)
+    assert bool((coarse.leaf_level == 2).all())
+    assert bool((full.leaf_level == 0).all())
+    assert full.lengths.tolist() == [96, 96]

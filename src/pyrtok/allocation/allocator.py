@@ -10,6 +10,7 @@ from pyrtok.allocation.cell_pyramid import check_cell_pyramid
 from pyrtok.allocation.quadtree import QuadtreeGeometry, geometry_for
 from pyrtok.allocation.scorers import Pyramid, Scorer, resolve_scorer
 from pyrtok.allocation.scorers import score_nodes as score_nodes
+from pyrtok.allocation.strategies import uniform_splits
 from pyrtok.allocation.strategy_registry import (
     SplitRequest,
     Strategy,
@@ -89,10 +90,14 @@ def allocate(
     batch, device = images.shape[0], images.device
     if pyramid is not None:
         check_cell_pyramid(pyramid, geometry, batch, images.shape[1])
-    request = SplitRequest(images, geometry, splits, score_fn, pyramid)
-    with torch.no_grad(), torch.autocast(device.type, enabled=False):
-        maps = strategy_fn(request)
-    maps = check_splits(maps, geometry, batch, splits, device, name_of(strategy))
+    if splits in (0, geometry.max_splits):  # one tree only (coarsest or full detail): no scoring
+        depth = 0 if splits == 0 else geometry.depth
+        maps = uniform_splits(batch, geometry, depth, device)
+    else:
+        request = SplitRequest(images, geometry, splits, score_fn, pyramid)
+        with torch.no_grad(), torch.autocast(device.type, enabled=False):
+            maps = strategy_fn(request)
+        maps = check_splits(maps, geometry, batch, splits, device, name_of(strategy))
     return allocation_from_splits(maps, geometry, batch, device, order)
 
 
