@@ -51,3 +51,26 @@ def test_a_pyramid_of_other_images_is_refused() -> None:
         allocate(x, 7, 8, 32, pyramid=other)
     with pytest.raises(ValueError, match="pyramid: expected 3 levels"):
         tokenize(x, allocate(x, 4, 8, 32), other[:2])
+
+
+def test_unpadded_laplacian_scores_use_the_fused_energy_and_equal_the_shared_pyramids(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import pyrtok.allocation.scorers as scorers
+
+    x = torch.rand(3, 3, 64, 96, generator=torch.Generator().manual_seed(4))
+    g = QuadtreeGeometry.create(64, 96, 8, 32)
+    calls: list[int] = []
+    original = scorers.laplacian_energy
+
+    def counting(*args: object, **kwargs: object) -> object:
+        calls.append(1)
+        return original(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(scorers, "laplacian_energy", counting)
+    alone = scorers.laplacian_scores(x, 8, 32)
+    assert len(calls) == 1  # one fused pass (a Triton kernel on CUDA) serves the scorer
+    shared = scorers.laplacian_scores(x, 8, 32, pyramid=cell_pyramid(x, g))
+    assert len(calls) == 1  # with a shared pyramid, its levels are read instead
+    for a, b in zip(alone, shared, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-6)

@@ -33,8 +33,14 @@ from pyrtok.allocation.quadtree import (
     geometry_for,
     sum_pool,
     valid_weight,
+    work_dtype,
 )
-from pyrtok.pyramid import band_energy, laplacian_from_gaussian, laplacian_pyramid
+from pyrtok.pyramid import (
+    band_energy,
+    laplacian_energy,
+    laplacian_from_gaussian,
+    laplacian_pyramid,
+)
 
 Scorer = Callable[..., list[Tensor]]
 """``scorer(images (B, C, H, W), min_patch, max_patch[, pyramid=...]) -> [(B, rows_d, cols_d)
@@ -66,18 +72,22 @@ def _chunked(
 ) -> list[Tensor]:
     """``score`` over batch chunks, given the first ``levels`` levels of each chunk's cell
     pyramid: sliced from ``pyramid`` when given, else built per chunk."""
-    batch = images.shape[0]
     if pyramid is not None:
-        pyramid = check_cell_pyramid(pyramid, geometry, batch, images.shape[1])[:levels]
-    size = max(1, _CHUNK_VALUES // max(1, images[0].numel()))
-    parts = []
-    for start in range(0, batch, size):
-        stop = min(batch, start + size)
+        pyramid = check_cell_pyramid(pyramid, geometry, images.shape[0], images.shape[1])[:levels]
+
+    def chunk_levels(start: int, stop: int) -> list[Tensor]:
         if pyramid is None:
-            chunk = cell_pyramid(images[start:stop], geometry, levels)
-        else:
-            chunk = [level[start:stop] for level in pyramid]
-        parts.append(score(chunk, geometry))
+            return cell_pyramid(images[start:stop], geometry, levels)
+        return [level[start:stop] for level in pyramid]
+
+    return _by_chunk(lambda start, stop: score(chunk_levels(start, stop), geometry), images)
+
+
+def _by_chunk(score: Callable[[int, int], list[Tensor]], images: Tensor) -> list[Tensor]:
+    """``score(start, stop)`` over batch chunks of about ``_CHUNK_VALUES`` values, joined."""
+    batch = images.shape[0]
+    size = max(1, _CHUNK_VALUES // max(1, images[0].numel()))
+    parts = [score(start, min(batch, start + size)) for start in range(0, batch, size)]
     if len(parts) == 1:
         return parts[0]
     return [torch.cat(maps) for maps in zip(*parts, strict=True)]
@@ -96,6 +106,10 @@ def laplacian_scores(
     ``2**j x 2**j`` pixels. Summed over the splits, this models the squared error of
     :func:`~pyrtok.allocation.detokenize` as the pixel energy of the bands each leaf drops.
 
+    With ``pyramid`` given, its Gaussian levels are read (no new build). Without it, images
+    whose sides are whole cells go through :func:`~pyrtok.laplacian_energy` (bands and energy
+    in one fused pass on CUDA); partial cells are reflect-padded and weighted first.
+
     Args:
         images: ``(B, C, H, W)`` floating images, each side ``>= max_patch``.
         min_patch: smallest leaf side in pixels (a level-0 token).
@@ -112,9 +126,19 @@ def laplacian_scores(
         [(2, 2, 2), (2, 4, 4)]
     """
     geometry = geometry_for(images, min_patch, max_patch)
-    if geometry.depth == 0:
+    depth = geometry.depth
+    if depth == 0:
         return []
-    return _chunked(_laplacian, images, geometry, pyramid, geometry.depth + 1)
+    if pyramid is None and geometry.padded_size == (geometry.height, geometry.width):
+        # Nothing to pad or weigh: bands and energy in one pass (fused kernels on CUDA).
+        work = images.to(work_dtype(images))
+
+        def fused(start: int, stop: int) -> list[Tensor]:
+            energy = laplacian_energy(work[start:stop], min_patch, depth + 1, check_finite=False)
+            return _split_scores(energy[1], geometry)
+
+        return _by_chunk(fused, images)
+    return _chunked(_laplacian, images, geometry, pyramid, depth + 1)
 
 
 def _laplacian(gaussians: list[Tensor], geometry: QuadtreeGeometry) -> list[Tensor]:
@@ -124,7 +148,12 @@ def _laplacian(gaussians: list[Tensor], geometry: QuadtreeGeometry) -> list[Tens
     for j, band in enumerate(bands):
         share = valid_weight(geometry, 2**j, band.device)
         weighted.append(band if share is None else band * share.to(band.dtype).sqrt())
-    energy = band_energy(weighted, min_patch, check_finite=False)
+    return _split_scores(band_energy(weighted, min_patch, check_finite=False), geometry)
+
+
+def _split_scores(energy: Tensor, geometry: QuadtreeGeometry) -> list[Tensor]:
+    """Node scores from ``(B, >= depth, rows, cols)`` band energy per ``min_patch`` patch."""
+    depth = geometry.depth
     scores = []
     for d in range(depth):
         j = depth - d - 1
