@@ -45,6 +45,7 @@ def _resources(compiled: Any) -> dict[str, int]:
             [cuobjdump, "--dump-resource-usage", cubin.name],
             capture_output=True,
             text=True,
+            timeout=60,
             check=True,
         ).stdout
     found = re.search(r"REG:(\d+) STACK:(\d+) SHARED:(\d+) LOCAL:(\d+)", report)
