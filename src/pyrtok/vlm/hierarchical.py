@@ -12,7 +12,7 @@ from torch import Tensor, nn
 
 from pyrtok.allocation import FrequencyAwareAllocator
 from pyrtok.quantize import VectorQuantizer
-from pyrtok.vlm._hf import call_lm, hidden_size
+from pyrtok.vlm._hf import hidden_size
 from pyrtok.vlm.encoders import VisionEncoder, encode_pyramid
 from pyrtok.vlm.output import VLMOutput, vlm_output
 from pyrtok.vlm.pixels import check_unit_range, normalisation_for
@@ -26,9 +26,12 @@ from pyrtok.vlm.selection import (
 )
 from pyrtok.vlm.sequence import MergedSequence, check_prompt, merge_sequence
 from pyrtok.vlm.wiring import (
+    check_one_image_per_row,
     check_projected,
     embed_text,
     freeze_parts,
+    lm_forward,
+    lm_generate,
     resolve_image_token,
     resolve_projector,
 )
@@ -303,11 +306,7 @@ class HierarchicalVLM(nn.Module):
         query = None
         if getattr(self.selector, "needs_query", False):
             query = self.query_embedding(input_ids, attention_mask)
-        if pixel_values.shape[0] != input_ids.shape[0]:
-            raise ValueError(
-                f"pixel_values: expected one image per input_ids row ({input_ids.shape[0]}), got "
-                f"{pixel_values.shape[0]}"
-            )
+        check_one_image_per_row(pixel_values, input_ids)
         return self.encode_images(pixel_values, query)
 
     def merge(
@@ -354,13 +353,7 @@ class HierarchicalVLM(nn.Module):
             ``visual_counts``.
         """
         merged, visual = self.merge(pixel_values, input_ids, attention_mask, labels)
-        out = call_lm(
-            self.language_model,
-            merged.inputs_embeds,
-            merged.attention_mask,
-            merged.position_ids,
-            labels=merged.labels,
-        )
+        out = lm_forward(self.language_model, merged)
         return vlm_output(out, visual.counts, vq_loss=visual.vq_loss, vq_weight=self.vq_weight)
 
     @torch.no_grad()
@@ -377,16 +370,5 @@ class HierarchicalVLM(nn.Module):
             ``(B, T_new)`` generated token ids (HF returns only new tokens when given
             ``inputs_embeds``).
         """
-        generate = getattr(self.language_model, "generate", None)
-        if generate is None:
-            raise TypeError(
-                f"language_model: {type(self.language_model).__name__} has no generate(); use a "
-                f"Hugging Face causal LM"
-            )
         merged, _ = self.merge(pixel_values, input_ids, attention_mask, padding_side="left")
-        out: Tensor = generate(
-            inputs_embeds=merged.inputs_embeds,
-            attention_mask=merged.attention_mask,
-            **generate_kwargs,
-        )
-        return out
+        return lm_generate(self.language_model, merged, **generate_kwargs)

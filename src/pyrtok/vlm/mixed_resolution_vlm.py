@@ -41,7 +41,7 @@ from pyrtok.allocation import (
     tokenize,
 )
 from pyrtok.quantize import VectorQuantizer
-from pyrtok.vlm._hf import call_lm, hidden_size
+from pyrtok.vlm._hf import hidden_size
 from pyrtok.vlm.answering import (
     ProgressiveAnswerer,
     ProgressiveOutput,
@@ -58,9 +58,12 @@ from pyrtok.vlm.quadtree_ladder import check_ladder, leaf_keys, new_leaves
 from pyrtok.vlm.residual import compact
 from pyrtok.vlm.sequence import MergedSequence, check_prompt, merge_sequence, split_at_image
 from pyrtok.vlm.wiring import (
+    check_one_image_per_row,
     check_projected,
     embed_text,
     freeze_parts,
+    lm_forward,
+    lm_generate,
     resolve_image_token,
     resolve_projector,
 )
@@ -333,11 +336,7 @@ class MixedResolutionVLM(nn.Module):
     ) -> tuple[MergedSequence, Tensor, Allocation, Tensor | None]:
         """The LM inputs, per-row visual counts, the allocation and the quantizer loss."""
         check_prompt(input_ids, attention_mask, labels)
-        if pixel_values.shape[0] != input_ids.shape[0]:
-            raise ValueError(
-                f"pixel_values: expected one image per input_ids row ({input_ids.shape[0]}), got "
-                f"{pixel_values.shape[0]}"
-            )
+        check_one_image_per_row(pixel_values, input_ids)
         embeds, mask, allocation, vq_loss = self.encode_images(pixel_values, allocation, budget)
         merged = merge_sequence(
             embed_text(self.language_model, input_ids, self.image_token_id),
@@ -377,13 +376,7 @@ class MixedResolutionVLM(nn.Module):
         merged, counts, allocation, vq_loss = self.merge(
             pixel_values, input_ids, attention_mask, labels, allocation, budget
         )
-        out = call_lm(
-            self.language_model,
-            merged.inputs_embeds,
-            merged.attention_mask,
-            merged.position_ids,
-            labels=merged.labels,
-        )
+        out = lm_forward(self.language_model, merged)
         return vlm_output(out, counts, allocation, vq_loss, self.vq_weight)
 
     @torch.no_grad()
@@ -401,21 +394,10 @@ class MixedResolutionVLM(nn.Module):
         Returns:
             ``(B, T_new)`` generated token ids.
         """
-        generate = getattr(self.language_model, "generate", None)
-        if generate is None:
-            raise TypeError(
-                f"language_model: {type(self.language_model).__name__} has no generate(); use a "
-                f"Hugging Face causal LM"
-            )
         merged, *_ = self.merge(
             pixel_values, input_ids, attention_mask, None, allocation, budget, "left"
         )
-        out: Tensor = generate(
-            inputs_embeds=merged.inputs_embeds,
-            attention_mask=merged.attention_mask,
-            **generate_kwargs,
-        )
-        return out
+        return lm_generate(self.language_model, merged, **generate_kwargs)
 
     @torch.no_grad()
     def progressive_generate(

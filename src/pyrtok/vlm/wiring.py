@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 from torch import Tensor, nn
 
-from pyrtok.vlm._hf import input_embeddings
+from pyrtok.vlm._hf import call_lm, input_embeddings
 from pyrtok.vlm.projector import MLPProjector
+from pyrtok.vlm.sequence import MergedSequence
 
 
 def resolve_projector(
@@ -73,3 +75,38 @@ def check_projected(embeds: Tensor, hidden: int) -> Tensor:
             f"projector=None for the default MLP)"
         )
     return embeds
+
+
+def check_one_image_per_row(pixel_values: Tensor, input_ids: Tensor) -> None:
+    """Raise unless there is one image per prompt row."""
+    if pixel_values.shape[0] != input_ids.shape[0]:
+        raise ValueError(
+            f"pixel_values: expected one image per input_ids row ({input_ids.shape[0]}), got "
+            f"{pixel_values.shape[0]}"
+        )
+
+
+def lm_forward(language_model: nn.Module, merged: MergedSequence) -> Any:
+    """The LM's output on a merged sequence (loss when it carries labels)."""
+    return call_lm(
+        language_model,
+        merged.inputs_embeds,
+        merged.attention_mask,
+        merged.position_ids,
+        labels=merged.labels,
+    )
+
+
+def lm_generate(language_model: nn.Module, merged: MergedSequence, **kwargs: Any) -> Tensor:
+    """``language_model.generate`` on a merged, left-padded sequence: ``(B, T_new)`` new ids
+    (HF returns only new tokens when given ``inputs_embeds``)."""
+    generate = getattr(language_model, "generate", None)
+    if generate is None:
+        raise TypeError(
+            f"language_model: {type(language_model).__name__} has no generate(); use a "
+            f"Hugging Face causal LM"
+        )
+    out: Tensor = generate(
+        inputs_embeds=merged.inputs_embeds, attention_mask=merged.attention_mask, **kwargs
+    )
+    return out
