@@ -102,6 +102,18 @@ def test_rows_with_their_own_budgets_equal_each_row_alone() -> None:
         torch.testing.assert_close(batch.logits[b, :count], alone.logits[0], rtol=1e-4, atol=1e-4)
 
 
+def test_budget_mode_at_most_rounds_each_row_down_and_is_saved(tmp_path: Path) -> None:
+    vlm = _vlm(budget=21, budget_mode="at_most")  # 4 cells: budgets 4 + 3s
+    x, (ids, mask) = images(3), prompts(3)
+    assert vlm(x, ids, mask).visual_counts.tolist() == [19, 19, 19]
+    assert vlm(x, ids, mask, budget=[5, 23, 64]).visual_counts.tolist() == [4, 22, 64]
+    vlm.save_pretrained(tmp_path)
+    again = MixedResolutionVLM.from_pretrained(tmp_path, tiny_clip(), tiny_llama())
+    assert again.budget_mode == "at_most"
+    with pytest.raises(ValueError, match=r"budget_mode: expected one of \['exact', 'at_most'"):
+        _vlm(budget_mode="nearest")
+
+
 def test_generate_batch_equals_each_row_alone() -> None:
     vlm = _vlm()
     x, (ids, mask) = images(3), prompts(3)

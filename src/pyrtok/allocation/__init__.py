@@ -2,6 +2,7 @@
 
 from pyrtok.allocation.allocation import LEAF_ORDERS, Allocation, LeafOrder
 from pyrtok.allocation.allocator import FrequencyAwareAllocator, allocate
+from pyrtok.allocation.budgets import BUDGET_MODES, BudgetMode
 from pyrtok.allocation.cell_pyramid import cell_pyramid
 from pyrtok.allocation.quadtree import QuadtreeGeometry
 from pyrtok.allocation.scorers import (
@@ -28,10 +29,12 @@ from pyrtok.allocation.tokenizer import (
 )
 
 __all__ = [
+    "BUDGET_MODES",
     "LEAF_ORDERS",
     "SCORERS",
     "STRATEGIES",
     "Allocation",
+    "BudgetMode",
     "FrequencyAwareAllocator",
     "LeafOrder",
     "MixedResolutionTokenizer",

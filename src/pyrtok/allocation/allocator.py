@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import Tensor, nn
 
 from pyrtok.allocation.allocation import Allocation, LeafOrder, allocation_from_splits, check_order
+from pyrtok.allocation.budgets import Budget, BudgetMode, check_budget_mode, splits_per_image
 from pyrtok.allocation.cell_pyramid import check_cell_pyramid
 from pyrtok.allocation.quadtree import QuadtreeGeometry, geometry_for
 from pyrtok.allocation.scorers import Pyramid, Scorer, resolve_scorer
@@ -22,7 +25,7 @@ from pyrtok.allocation.strategy_registry import (
 
 def allocate(
     images: Tensor,
-    budget: int,
+    budget: Budget,
     min_patch: int = 16,
     max_patch: int = 64,
     strategy: str | Strategy = "greedy",
@@ -30,14 +33,15 @@ def allocate(
     *,
     order: LeafOrder = "raster",
     pyramid: Pyramid = None,
+    budget_mode: BudgetMode = "exact",
 ) -> Allocation:
-    """Give every image exactly ``budget`` quadtree leaves (tokens).
+    """Give every image exactly its ``budget`` of quadtree leaves (tokens).
 
     The image is tiled into ``max_patch`` cells (bottom/right edges reflect-padded to whole
     cells); a cell splits into 4 children down to ``min_patch``; a leaf of side
     ``min_patch * 2**k`` is one token read from Gaussian pyramid level ``k``. With ``c`` cells
     the feasible budgets are ``c + 3 * s`` for ``s`` splits; any other budget raises a
-    ValueError naming the nearest feasible ones.
+    ValueError naming the nearest feasible ones, unless ``budget_mode`` says how to round.
 
     Strategies:
         - ``"greedy"``: repeatedly split the leaf with the highest score (for ``laplacian``:
@@ -53,7 +57,8 @@ def allocate(
 
     Args:
         images: ``(B, C, H, W)`` floating images (finite), each side ``>= max_patch``.
-        budget: tokens per image.
+        budget: tokens per image: one number for the batch or a sequence of one per image
+            (rows then get their own ``lengths``), read as ``budget_mode`` says.
         min_patch: smallest leaf side in pixels (a level-0 token).
         max_patch: cell side in pixels, ``min_patch * 2**depth``.
         strategy: one of ``"greedy"``, ``"optimal"``, ``"proportional"``, ``"threshold"``,
@@ -68,9 +73,12 @@ def allocate(
         pyramid: the images' :func:`~pyrtok.allocation.cell_pyramid`, if already built (it is
             then scored instead of a new one; give the same to
             :func:`~pyrtok.allocation.tokenize`).
+        budget_mode: ``"exact"`` (the budget must be feasible), ``"at_most"`` (the largest
+            feasible count ``<= budget``) or ``"per_pixel"`` (``budget`` is a density in tokens
+            per 512 x 512 px, rounded down to feasible); see :mod:`pyrtok.allocation.budgets`.
 
     Returns:
-        An :class:`~pyrtok.allocation.Allocation` with ``budget`` leaves per image.
+        An :class:`~pyrtok.allocation.Allocation` with each image's budget of leaves.
 
     Examples:
         >>> a = allocate(torch.rand(4, 3, 256, 256), budget=64, min_patch=16, max_patch=64)
@@ -81,51 +89,75 @@ def allocate(
         ... except ValueError as error:
         ...     print(str(error).split("; ")[-1])
         the nearest feasible budgets are 64 and 67
+        >>> allocate(torch.rand(2, 3, 256, 256), budget=[16, 65], budget_mode="at_most").lengths
+        tensor([16, 64])
     """
     geometry = geometry_for(images, min_patch, max_patch)
     strategy_fn = resolve_strategy(strategy)
     order = check_order(order)
     score_fn = resolve_scorer(scorer)
-    splits = geometry.splits_for(budget)
     batch, device = images.shape[0], images.device
+    splits = splits_per_image(budget, geometry, batch, budget_mode)
     if pyramid is not None:
         check_cell_pyramid(pyramid, geometry, batch, images.shape[1])
-    if splits in (0, geometry.max_splits):  # one tree only (coarsest or full detail): no scoring
-        depth = 0 if splits == 0 else geometry.depth
-        maps = uniform_splits(batch, geometry, depth, device)
-    else:
-        request = SplitRequest(images, geometry, splits, score_fn, pyramid)
-        with torch.no_grad(), torch.autocast(device.type, enabled=False):
-            maps = strategy_fn(request)
-        maps = check_splits(maps, geometry, batch, splits, device, name_of(strategy))
+    request = SplitRequest(images, geometry, splits[0], score_fn, pyramid)
+    if len(set(splits)) == 1:
+        maps = _split(request, strategy_fn, name_of(strategy))
+    else:  # one strategy call per distinct split count, on scores computed once
+        rows_of: dict[int, list[int]] = {}
+        for row, count in enumerate(splits):
+            rows_of.setdefault(count, []).append(row)
+        maps = uniform_splits(batch, geometry, 0, device)
+        for count, members in rows_of.items():
+            rows = torch.tensor(members, device=device)
+            part = _split(request.subset(rows, count), strategy_fn, name_of(strategy))
+            for split, chosen in zip(maps, part, strict=True):
+                split[rows] = chosen
     return allocation_from_splits(maps, geometry, batch, device, order)
+
+
+def _split(request: SplitRequest, strategy_fn: Strategy, name: str) -> list[Tensor]:
+    """The checked split maps of ``request`` (no scoring for a single possible tree)."""
+    geometry, images = request.geometry, request.images
+    if request.splits in (0, geometry.max_splits):  # coarsest or full detail: one tree only
+        depth = 0 if request.splits == 0 else geometry.depth
+        return uniform_splits(images.shape[0], geometry, depth, images.device)
+    with torch.no_grad(), torch.autocast(images.device.type, enabled=False):
+        maps = strategy_fn(request)
+    return check_splits(maps, geometry, images.shape[0], request.splits, images.device, name)
 
 
 class FrequencyAwareAllocator(nn.Module):
     """Module twin of :func:`allocate` with fixed budget, patch sizes, strategy and scorer.
 
     Shapes:
-        ``(B, C, H, W)`` -> :class:`~pyrtok.allocation.Allocation` with ``budget`` leaves each.
+        ``(B, C, H, W)`` -> :class:`~pyrtok.allocation.Allocation` with each image's budget of
+        leaves (``budget`` and ``budget_mode`` as :func:`allocate`).
 
     Examples:
         >>> allocator = FrequencyAwareAllocator(budget=64, min_patch=16, max_patch=64)
         >>> allocator(torch.rand(2, 3, 256, 256)).level_counts().sum(dim=1).tolist()
         [64, 64]
+        >>> at_most = FrequencyAwareAllocator(budget=[16, 101], budget_mode="at_most")
+        >>> at_most(torch.rand(2, 3, 256, 256)).lengths.tolist()
+        [16, 100]
     """
 
     def __init__(
         self,
-        budget: int,
+        budget: Budget,
         min_patch: int = 16,
         max_patch: int = 64,
         strategy: str | Strategy = "greedy",
         scorer: str | Scorer = "laplacian",
         order: LeafOrder = "raster",
+        budget_mode: BudgetMode = "exact",
     ) -> None:
         super().__init__()
         QuadtreeGeometry.create(max_patch, max_patch, min_patch, max_patch)
-        if isinstance(budget, bool) or not isinstance(budget, int) or budget < 1:
-            raise ValueError(f"budget: expected an int >= 1 number of tokens, got {budget!r}")
+        self.budget_mode = check_budget_mode(budget_mode)
+        for value in budget if isinstance(budget, Sequence) else [budget]:
+            _check_budget_value(value, self.budget_mode)
         self.budget = budget
         self.min_patch = min_patch
         self.max_patch = max_patch
@@ -145,11 +177,24 @@ class FrequencyAwareAllocator(nn.Module):
             self.scorer,
             order=self.order,
             pyramid=pyramid,
+            budget_mode=self.budget_mode,
         )
 
     def extra_repr(self) -> str:
         return (
             f"budget={self.budget}, min_patch={self.min_patch}, max_patch={self.max_patch}, "
             f"strategy={name_of(self.strategy)!r}, scorer={name_of(self.scorer)!r}, "
-            f"order={self.order!r}"
+            f"order={self.order!r}, budget_mode={self.budget_mode!r}"
         )
+
+
+def _check_budget_value(value: object, budget_mode: BudgetMode) -> None:
+    """An int >= 1 (a float > 0 is also a ``"per_pixel"`` density), else a ValueError."""
+    number = (float, int) if budget_mode == "per_pixel" else (int,)
+    if isinstance(value, bool) or not isinstance(value, number) or not value > 0:
+        kind = (
+            "a number > 0 of tokens per 512x512 px"
+            if budget_mode == "per_pixel"
+            else ("an int >= 1 number of tokens")
+        )
+        raise ValueError(f"budget: expected {kind}, got {value!r}")

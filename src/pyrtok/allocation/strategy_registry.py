@@ -75,6 +75,35 @@ class SplitRequest:
         """Leaves per image: ``cells + 3 * splits``."""
         return self.geometry.num_cells + 3 * self.splits
 
+    def subset(self, rows: Tensor, splits: int) -> SplitRequest:
+        """The request for the images ``rows`` (a 1-D index) with ``splits`` splits each; its
+        scores are this request's rows (the batch is scored once, on first use).
+
+        Examples:
+            >>> from pyrtok.allocation import QuadtreeGeometry
+            >>> geometry = QuadtreeGeometry.create(64, 64, 16, 32)
+            >>> whole = SplitRequest(torch.rand(3, 3, 64, 64), geometry, splits=1)
+            >>> part = whole.subset(torch.tensor([0, 2]), splits=2)
+            >>> part.budget, torch.equal(part.scores[0], whole.scores[0][[0, 2]])
+            (10, True)
+        """
+        pyramid = None if self.pyramid is None else [level[rows] for level in self.pyramid]
+        return _Subset(self.images[rows], self.geometry, splits, self.scorer, pyramid, self, rows)
+
+
+@dataclass(frozen=True, eq=False)
+class _Subset(SplitRequest):
+    """Some rows of a parent request, which scores the whole batch once."""
+
+    parent: SplitRequest | None = None
+    rows: Tensor | None = None
+
+    @cached_property
+    def scores(self) -> list[Tensor]:
+        if self.parent is None or self.rows is None:
+            return super().scores
+        return [score[self.rows] for score in self.parent.scores]
+
 
 Strategy = Callable[[SplitRequest], list[Tensor]]
 """``strategy(request: SplitRequest) -> [(B, rows_d, cols_d) bool for d in range(depth)]``, with

@@ -31,6 +31,7 @@ from torch import Tensor, nn
 
 from pyrtok.allocation import (
     Allocation,
+    BudgetMode,
     FrequencyAwareAllocator,
     LeafOrder,
     QuadtreeGeometry,
@@ -40,6 +41,7 @@ from pyrtok.allocation import (
     cell_pyramid,
     tokenize,
 )
+from pyrtok.allocation.budgets import check_budget_mode
 from pyrtok.quantize import VectorQuantizer
 from pyrtok.vlm._hf import hidden_size
 from pyrtok.vlm.answering import (
@@ -72,8 +74,9 @@ Allocator = Callable[..., Allocation]
 """``allocator(images (B, C, H, W) in [0, 1], pyramid=...) -> Allocation``; a
 :class:`~pyrtok.allocation.FrequencyAwareAllocator` is one."""
 
-Budget = int | Sequence[int]
-"""Tokens per image: one int for the batch or one per row."""
+Budget = float | Sequence[float]
+"""Tokens per image: one int for the batch or one per row (a ``"per_pixel"`` density may be a
+float); read as the module's ``budget_mode`` says."""
 
 CONFIG_NAME = "pyrtok_config.json"
 WEIGHTS_NAME = "pyrtok_weights.safetensors"
@@ -91,6 +94,8 @@ class MixedResolutionVLM(nn.Module):
             ``(..., D_v) -> (..., D)``.
         budget: visual tokens per image (default allocator); rows may be given their own
             budget per call.
+        budget_mode: how budgets are read, ``"exact"``, ``"at_most"`` or ``"per_pixel"`` (see
+            :func:`~pyrtok.allocation.allocate`).
         allocator: a callable ``(images, pyramid=...) -> Allocation`` instead of the default
             :class:`~pyrtok.allocation.FrequencyAwareAllocator`; its ``min_patch`` must be the
             vision model's patch size.
@@ -139,7 +144,8 @@ class MixedResolutionVLM(nn.Module):
         language_model: nn.Module,
         projector: nn.Module | str | None = None,
         *,
-        budget: int | None = None,
+        budget: Budget | None = None,
+        budget_mode: BudgetMode = "exact",
         allocator: Allocator | None = None,
         max_patch: int | None = None,
         strategy: str | Strategy = "greedy",
@@ -165,6 +171,7 @@ class MixedResolutionVLM(nn.Module):
         QuadtreeGeometry.create(self.max_patch, self.max_patch, self.patch_size, self.max_patch)
         self.strategy, self.scorer, self.order = strategy, scorer, order
         self.budget = budget
+        self.budget_mode = check_budget_mode(budget_mode)
         if allocator is None:
             allocator = self._default_allocator(budget if budget is not None else 1)
         elif getattr(allocator, "min_patch", self.patch_size) != self.patch_size:
@@ -196,13 +203,19 @@ class MixedResolutionVLM(nn.Module):
             freeze,
         )
 
-    def _default_allocator(self, budget: int) -> FrequencyAwareAllocator:
+    def _default_allocator(self, budget: Budget) -> FrequencyAwareAllocator:
         return FrequencyAwareAllocator(
-            budget, self.patch_size, self.max_patch, self.strategy, self.scorer, self.order
+            budget,
+            self.patch_size,
+            self.max_patch,
+            self.strategy,
+            self.scorer,
+            self.order,
+            self.budget_mode,
         )
 
     @classmethod
-    def from_llava(cls, model: nn.Module, budget: int | None = None, **kwargs: Any) -> Any:
+    def from_llava(cls, model: nn.Module, budget: Budget | None = None, **kwargs: Any) -> Any:
         """Wrap a ``LlavaForConditionalGeneration``: its vision tower (feature layer and CLS
         strategy), projector and LM. At full detail in raster order the logits equal LLaVA's
         own forward on the same normalised images and expanded placeholders.
@@ -229,38 +242,18 @@ class MixedResolutionVLM(nn.Module):
 
         Args:
             pixel_values: ``(B, C, H, W)`` in ``[0, 1]``.
-            budget: tokens per image, one int or one per row (default: the module's).
+            budget: tokens per image, one int or one per row (default: the module's), read as
+                the module's ``budget_mode`` says.
         """
         check_unit_range(pixel_values)
         geometry = QuadtreeGeometry.create(
             pixel_values.shape[-2], pixel_values.shape[-1], self.patch_size, self.max_patch
         )
         pyramid = cell_pyramid(pixel_values, geometry)
-        if budget is None:
-            if self.budget is None and not self.custom_allocator:
-                raise ValueError("budget: give one here or to the constructor, got None")
-            return self._checked(
-                self.allocator(pixel_values, pyramid=pyramid), pixel_values
-            ), pyramid
-        rows = [budget] * pixel_values.shape[0] if isinstance(budget, int) else list(budget)
-        if len(rows) != pixel_values.shape[0]:
-            raise ValueError(
-                f"budget: expected one int or one per image ({pixel_values.shape[0]}), got "
-                f"{len(rows)} values"
-            )
-        groups: dict[int, list[int]] = {}
-        for row, value in enumerate(rows):
-            groups.setdefault(value, []).append(row)
-        parts, order = [], []
-        for value, members in groups.items():
-            index = torch.tensor(members, device=pixel_values.device)
-            allocator = self._default_allocator(value)
-            parts.append(allocator(pixel_values[index], [level[index] for level in pyramid]))
-            order += members
-        allocation = Allocation.cat(parts)
-        if order != sorted(order):
-            allocation = allocation[torch.tensor(order).argsort().to(allocation.device)]
-        return allocation, pyramid
+        if budget is None and self.budget is None and not self.custom_allocator:
+            raise ValueError("budget: give one here or to the constructor, got None")
+        allocator = self.allocator if budget is None else self._default_allocator(budget)
+        return self._checked(allocator(pixel_values, pyramid=pyramid), pixel_values), pyramid
 
     def _checked(self, allocation: object, pixel_values: Tensor) -> Allocation:
         if not isinstance(allocation, Allocation):
@@ -502,6 +495,7 @@ class MixedResolutionVLM(nn.Module):
             )
         return {
             "budget": self.budget,
+            "budget_mode": self.budget_mode,
             "max_patch": self.max_patch,
             "strategy": self.strategy,
             "scorer": self.scorer,
