@@ -417,7 +417,8 @@ class MixedResolutionVLM(nn.Module):
             pixel_values: ``(B, 3, H, W)`` in ``[0, 1]``.
             input_ids: ``(B, T)``: text before the image, one placeholder, then the question.
             attention_mask: ``(B, T)``, any padding side.
-            budgets: the ladder, strictly increasing feasible budgets.
+            budgets: the ladder, strictly increasing, read under the module's ``budget_mode``
+                (``"exact"``: feasible token counts; ``"per_pixel"``: densities).
             thresholds: confidence needed to stop at rungs ``0 .. L-2`` (non-increasing).
             confidence: as :class:`~pyrtok.vlm.ProgressiveVLM`.
             max_new_tokens: answer length decoded at every rung.
