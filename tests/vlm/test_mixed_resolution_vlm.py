@@ -102,6 +102,41 @@ def test_rows_with_their_own_budgets_equal_each_row_alone() -> None:
         torch.testing.assert_close(batch.logits[b, :count], alone.logits[0], rtol=1e-4, atol=1e-4)
 
 
+def test_a_list_of_images_of_different_sizes_equals_each_image_alone() -> None:
+    vlm = _vlm()
+    g = torch.Generator().manual_seed(1)
+    xs = [torch.rand(3, h, w, generator=g) for h, w in [(64, 96), (32, 64), (64, 96)]]
+    (ids, mask), budgets = prompts(3), [21, 14, 18]
+    batch = vlm(xs, ids, mask, budget=budgets)
+    assert batch.visual_counts.tolist() == budgets
+    assert isinstance(batch.allocation, list)
+    assert [a.image_size for a in batch.allocation] == [(64, 96), (32, 64), (64, 96)]
+    for b, x in enumerate(xs):
+        alone = vlm(x[None], unpadded(ids, mask, b), budget=budgets[b])
+        assert torch.equal(batch.allocation[b].boxes, alone.allocation.boxes)
+        count = alone.logits.shape[1]
+        torch.testing.assert_close(batch.logits[b, :count], alone.logits[0], rtol=1e-4, atol=1e-4)
+    again = vlm(xs, ids, mask, allocation=batch.allocation)  # a given list is used as is
+    torch.testing.assert_close(again.logits, batch.logits, rtol=0, atol=0)
+    assert isinstance(again.allocation, list)
+    assert [int(a.lengths) for a in again.allocation] == budgets
+
+
+def test_bad_lists_of_images_name_the_image() -> None:
+    vlm = _vlm()
+    ids, mask = prompts(2)
+    with pytest.raises(ValueError, match="pixel_values: expected at least one"):
+        vlm([], ids[:0], mask[:0])
+    with pytest.raises(ValueError, match=r"pixel_values\[1\]: expected 3 channels"):
+        vlm([torch.rand(3, 64, 64), torch.rand(1, 64, 64)], ids, mask)
+    with pytest.raises(ValueError, match=r"budget: expected one number or one per image \(2\)"):
+        vlm([torch.rand(3, 64, 64), torch.rand(3, 32, 64)], ids, mask, budget=[4, 5, 6])
+    with pytest.raises(
+        ValueError, match=r"each side must be >= max_patch.*\(pixel_values\[1\], 16x64\)"
+    ):
+        vlm([torch.rand(3, 64, 64), torch.rand(3, 16, 64)], ids, mask)
+
+
 def test_budget_mode_at_most_rounds_each_row_down_and_is_saved(tmp_path: Path) -> None:
     vlm = _vlm(budget=21, budget_mode="at_most")  # 4 cells: budgets 4 + 3s
     x, (ids, mask) = images(3), prompts(3)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import overload
 
 import torch
 from torch import Tensor, nn
@@ -10,6 +11,7 @@ from torch import Tensor, nn
 from pyrtok.allocation.allocation import Allocation, LeafOrder, allocation_from_splits, check_order
 from pyrtok.allocation.budgets import Budget, BudgetMode, check_budget_mode, splits_per_image
 from pyrtok.allocation.cell_pyramid import check_cell_pyramid
+from pyrtok.allocation.image_lists import allocate_list
 from pyrtok.allocation.quadtree import QuadtreeGeometry, geometry_for
 from pyrtok.allocation.scorers import Pyramid, Scorer, resolve_scorer
 from pyrtok.allocation.scorers import score_nodes as score_nodes
@@ -23,6 +25,7 @@ from pyrtok.allocation.strategy_registry import (
 )
 
 
+@overload
 def allocate(
     images: Tensor,
     budget: Budget,
@@ -34,7 +37,36 @@ def allocate(
     order: LeafOrder = "raster",
     pyramid: Pyramid = None,
     budget_mode: BudgetMode = "exact",
-) -> Allocation:
+) -> Allocation: ...
+
+
+@overload
+def allocate(
+    images: list[Tensor] | tuple[Tensor, ...],
+    budget: Budget,
+    min_patch: int = 16,
+    max_patch: int = 64,
+    strategy: str | Strategy = "greedy",
+    scorer: str | Scorer = "laplacian",
+    *,
+    order: LeafOrder = "raster",
+    pyramid: Pyramid = None,
+    budget_mode: BudgetMode = "exact",
+) -> list[Allocation]: ...
+
+
+def allocate(
+    images: Tensor | list[Tensor] | tuple[Tensor, ...],
+    budget: Budget,
+    min_patch: int = 16,
+    max_patch: int = 64,
+    strategy: str | Strategy = "greedy",
+    scorer: str | Scorer = "laplacian",
+    *,
+    order: LeafOrder = "raster",
+    pyramid: Pyramid = None,
+    budget_mode: BudgetMode = "exact",
+) -> Allocation | list[Allocation]:
     """Give every image exactly its ``budget`` of quadtree leaves (tokens).
 
     The image is tiled into ``max_patch`` cells (bottom/right edges reflect-padded to whole
@@ -56,7 +88,9 @@ def allocate(
         - ``"uniform"``: a regular grid of equal tokens; ``budget`` must be ``cells * 4**d``.
 
     Args:
-        images: ``(B, C, H, W)`` floating images (finite), each side ``>= max_patch``.
+        images: ``(B, C, H, W)`` floating images (finite), each side ``>= max_patch``; or a
+            list of ``(C, H, W)`` images of different sizes (one channel count), allocated as
+            one batch per distinct size (see :mod:`pyrtok.allocation.image_lists`).
         budget: tokens per image: one number for the batch or a sequence of one per image
             (rows then get their own ``lengths``), read as ``budget_mode`` says.
         min_patch: smallest leaf side in pixels (a level-0 token).
@@ -78,7 +112,8 @@ def allocate(
             per 512 x 512 px, rounded down to feasible); see :mod:`pyrtok.allocation.budgets`.
 
     Returns:
-        An :class:`~pyrtok.allocation.Allocation` with each image's budget of leaves.
+        An :class:`~pyrtok.allocation.Allocation` with each image's budget of leaves; for a
+        list, a list of one batch-1 Allocation per image (equal to allocating it alone).
 
     Examples:
         >>> a = allocate(torch.rand(4, 3, 256, 256), budget=64, min_patch=16, max_patch=64)
@@ -91,7 +126,23 @@ def allocate(
         the nearest feasible budgets are 64 and 67
         >>> allocate(torch.rand(2, 3, 256, 256), budget=[16, 65], budget_mode="at_most").lengths
         tensor([16, 64])
+        >>> each = allocate([torch.rand(3, 64, 128), torch.rand(3, 128, 64)], budget=[5, 8])
+        >>> [(a.image_size, a.lengths.item()) for a in each]
+        [((64, 128), 5), ((128, 64), 8)]
     """
+    if isinstance(images, (list, tuple)):
+        if pyramid is not None:
+            raise ValueError(
+                "pyramid: not supported for a list of images (built per size), got one"
+            )
+        options = (min_patch, max_patch, strategy, scorer)
+        return allocate_list(
+            images,
+            budget,
+            lambda batch, share: allocate(
+                batch, share, *options, order=order, budget_mode=budget_mode
+            ),
+        )
     geometry = geometry_for(images, min_patch, max_patch)
     strategy_fn = resolve_strategy(strategy)
     order = check_order(order)
@@ -132,7 +183,8 @@ class FrequencyAwareAllocator(nn.Module):
 
     Shapes:
         ``(B, C, H, W)`` -> :class:`~pyrtok.allocation.Allocation` with each image's budget of
-        leaves (``budget`` and ``budget_mode`` as :func:`allocate`).
+        leaves (``budget`` and ``budget_mode`` as :func:`allocate`); a list of ``(C, H, W)``
+        images of different sizes -> a list of one Allocation per image.
 
     Examples:
         >>> allocator = FrequencyAwareAllocator(budget=64, min_patch=16, max_patch=64)
@@ -167,7 +219,17 @@ class FrequencyAwareAllocator(nn.Module):
         self.scorer = scorer
         self.order = check_order(order)
 
-    def forward(self, images: Tensor, pyramid: Pyramid = None) -> Allocation:
+    @overload
+    def forward(self, images: Tensor, pyramid: Pyramid = None) -> Allocation: ...
+
+    @overload
+    def forward(
+        self, images: list[Tensor] | tuple[Tensor, ...], pyramid: Pyramid = None
+    ) -> list[Allocation]: ...
+
+    def forward(
+        self, images: Tensor | list[Tensor] | tuple[Tensor, ...], pyramid: Pyramid = None
+    ) -> Allocation | list[Allocation]:
         return allocate(
             images,
             self.budget,

@@ -9,7 +9,9 @@ level-0 token is the image patch itself, so full detail gives the image back exa
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import overload
 
 import torch
 from einops import rearrange
@@ -17,6 +19,13 @@ from torch import Tensor, nn
 
 from pyrtok.allocation.allocation import Allocation
 from pyrtok.allocation.cell_pyramid import cell_pyramid, check_cell_pyramid
+from pyrtok.allocation.image_lists import (
+    allocation_groups,
+    check_allocation_list,
+    check_image_list,
+    for_image,
+    group_by_shape,
+)
 from pyrtok.allocation.quadtree import check_images
 from pyrtok.allocation.scorers import Pyramid
 from pyrtok.pyramid import pyr_up
@@ -134,16 +143,22 @@ def token_positions(allocation: Allocation) -> Tensor:
     return positions * allocation.mask[..., None]
 
 
-def tokenize(images: Tensor, allocation: Allocation, pyramid: Pyramid = None) -> TokenizedImages:
+def tokenize(
+    images: Tensor | list[Tensor] | tuple[Tensor, ...],
+    allocation: Allocation | list[Allocation] | tuple[Allocation, ...],
+    pyramid: Pyramid = None,
+) -> TokenizedImages:
     """Read every leaf of ``allocation`` from the Gaussian pyramid of ``images``.
 
     Differentiable with respect to ``images`` (through ``pyramid`` when given).
 
     Args:
-        images: ``(B, C, H, W)``, the size (and batch, device) the allocation was made for.
-        allocation: from :func:`~pyrtok.allocation.allocate`.
+        images: ``(B, C, H, W)``, the size (and batch, device) the allocation was made for;
+            or a list of ``(C, H, W)`` images of different sizes.
+        allocation: from :func:`~pyrtok.allocation.allocate` (for a list: its list of
+            per-image allocations).
         pyramid: the images' :func:`~pyrtok.allocation.cell_pyramid`, if already built (e.g.
-            for the allocator): read instead of building a new one.
+            for the allocator): read instead of building a new one (not for a list).
 
     Returns:
         :class:`TokenizedImages` with ``tokens (B, N, C * p * p)`` in the dtype of ``images``.
@@ -154,7 +169,17 @@ def tokenize(images: Tensor, allocation: Allocation, pyramid: Pyramid = None) ->
         >>> out = tokenize(x, allocate(x, budget=25, min_patch=16, max_patch=64))
         >>> out.tokens.shape, out.positions.shape
         (torch.Size([2, 25, 768]), torch.Size([2, 25, 3]))
+        >>> xs = [torch.rand(3, 64, 128), torch.rand(3, 128, 64)]
+        >>> packed = tokenize(xs, allocate(xs, budget=[5, 8])).pack()  # padded to 8, then packed
+        >>> packed.tokens.shape, packed.cu_seqlens.tolist()
+        (torch.Size([13, 768]), [0, 5, 13])
     """
+    if isinstance(images, (list, tuple)) or isinstance(allocation, (list, tuple)):
+        if pyramid is not None:
+            raise ValueError(
+                "pyramid: not supported for a list of images (built per size), got one"
+            )
+        return _tokenize_list(images, allocation)
     _check_pair(images, allocation)
     geometry = allocation.geometry
     p = geometry.min_patch
@@ -177,7 +202,57 @@ def tokenize(images: Tensor, allocation: Allocation, pyramid: Pyramid = None) ->
     )
 
 
-def detokenize(tokens: Tensor, allocation: Allocation) -> Tensor:
+def _tokenize_list(images: object, allocations: object) -> TokenizedImages:
+    """:func:`tokenize` of a list: one batch per size, padded to the longest image."""
+    if not isinstance(images, (list, tuple)) or not isinstance(allocations, (list, tuple)):
+        raise TypeError(
+            f"allocation: a list of images needs a list of allocations and the other way round, "
+            f"got {type(images).__name__} and {type(allocations).__name__}"
+        )
+    checked = check_image_list(images)
+    allocated = check_allocation_list(allocations, len(checked))
+    parts = []
+    for group in group_by_shape(checked):
+        try:
+            part = tokenize(group.images, Allocation.cat([allocated[r] for r in group.rows]))
+        except ValueError as error:
+            raise for_image(error, group) from error
+        parts.append((group.rows, part))
+    return stack_token_groups(parts, len(checked))
+
+
+def stack_token_groups(
+    parts: Sequence[tuple[list[int], TokenizedImages]], batch: int
+) -> TokenizedImages:
+    """One padded :class:`TokenizedImages` of ``batch`` rows from per-group token batches:
+    ``(rows, tokens)`` pairs, each group's row ``i`` going to row ``rows[i]``; padded to the
+    longest group with zeros (mask False)."""
+    first = parts[0][1]
+    count = max(part.tokens.shape[1] for _, part in parts)
+    tokens = first.tokens.new_zeros((batch, count, first.tokens.shape[-1]))
+    positions = first.positions.new_zeros((batch, count, 3))
+    mask = first.mask.new_zeros((batch, count))
+    for rows, part in parts:
+        width = part.tokens.shape[1]
+        tokens[rows, :width] = part.tokens
+        positions[rows, :width] = part.positions
+        mask[rows, :width] = part.mask
+    return TokenizedImages(tokens=tokens, positions=positions, mask=mask)
+
+
+@overload
+def detokenize(tokens: Tensor, allocation: Allocation) -> Tensor: ...
+
+
+@overload
+def detokenize(
+    tokens: Tensor, allocation: list[Allocation] | tuple[Allocation, ...]
+) -> list[Tensor]: ...
+
+
+def detokenize(
+    tokens: Tensor, allocation: Allocation | list[Allocation] | tuple[Allocation, ...]
+) -> Tensor | list[Tensor]:
     """Paint tokens back into an image of the original size.
 
     A level-``k`` token is expanded ``k`` times with :func:`~pyrtok.pyr_up` (reflect border at
@@ -185,10 +260,12 @@ def detokenize(tokens: Tensor, allocation: Allocation) -> Tensor:
 
     Args:
         tokens: ``(B, N, C * p * p)`` as returned by :func:`tokenize` (or a model's prediction).
-        allocation: the allocation the tokens follow.
+        allocation: the allocation the tokens follow, or a list of one per image (images of
+            different sizes; ``N`` at least the longest image's count).
 
     Returns:
-        ``(B, C, H, W)`` in the dtype of ``tokens``.
+        ``(B, C, H, W)`` in the dtype of ``tokens``; for a list of allocations, a list of
+        ``(C, H, W)`` images, each at its own size.
 
     Examples:
         >>> from pyrtok.allocation import allocate
@@ -196,7 +273,14 @@ def detokenize(tokens: Tensor, allocation: Allocation) -> Tensor:
         >>> full = allocate(x, budget=16, min_patch=16, max_patch=32)
         >>> torch.equal(detokenize(tokenize(x, full).tokens, full), x)
         True
+        >>> xs = [torch.rand(3, 64, 96), torch.rand(3, 32, 32)]
+        >>> each = allocate(xs, budget=[24, 4], min_patch=16, max_patch=32)  # full detail
+        >>> back = detokenize(tokenize(xs, each).tokens, each)
+        >>> [tuple(b.shape) for b in back], all(map(torch.equal, back, xs))
+        ([(3, 64, 96), (3, 32, 32)], True)
     """
+    if isinstance(allocation, (list, tuple)):
+        return _detokenize_list(tokens, allocation)
     if not isinstance(allocation, Allocation):
         raise TypeError(f"allocation: expected an Allocation, got {type(allocation).__name__}")
     geometry = allocation.geometry
@@ -233,12 +317,39 @@ def detokenize(tokens: Tensor, allocation: Allocation) -> Tensor:
     return canvas[..., : geometry.height, : geometry.width]
 
 
+def _detokenize_list(tokens: Tensor, allocations: Sequence[object]) -> list[Tensor]:
+    """:func:`detokenize` of a list of allocations: one batch per geometry."""
+    allocated = check_allocation_list(allocations, len(allocations))
+    if len(allocated) == 0:
+        raise ValueError("allocation: expected at least one Allocation, got an empty list")
+    count = max(int(a.boxes.shape[1]) for a in allocated)
+    if (
+        not isinstance(tokens, Tensor)
+        or tokens.ndim != 3
+        or tokens.shape[0] != len(allocated)
+        or tokens.shape[1] < count
+    ):
+        shape = tuple(tokens.shape) if isinstance(tokens, Tensor) else type(tokens).__name__
+        raise ValueError(
+            f"tokens: expected shape ({len(allocated)}, >= {count}, C * p * p) for these "
+            f"allocations, got {shape}"
+        )
+    images: list[Tensor] = [tokens] * len(allocated)  # each row is replaced below
+    for rows, batch in allocation_groups(allocated):
+        painted = detokenize(tokens[rows, : batch.boxes.shape[1]], batch)
+        for position, row in enumerate(rows):
+            images[row] = painted[position]
+    return images
+
+
 class MixedResolutionTokenizer(nn.Module):
     """Module twin of :func:`tokenize` / :func:`detokenize`.
 
     Shapes:
         forward: images ``(B, C, H, W)`` + allocation -> :class:`TokenizedImages`
         ``(B, N, C * p * p)``; detokenize: tokens ``(B, N, C * p * p)`` -> ``(B, C, H, W)``.
+        A list of ``(C, H, W)`` images with its list of allocations gives padded tokens, and
+        detokenize then gives a list of images at their own sizes (see :func:`tokenize`).
 
     Examples:
         >>> from pyrtok.allocation import FrequencyAwareAllocator
@@ -250,9 +361,22 @@ class MixedResolutionTokenizer(nn.Module):
     """
 
     def forward(
-        self, images: Tensor, allocation: Allocation, pyramid: Pyramid = None
+        self,
+        images: Tensor | list[Tensor] | tuple[Tensor, ...],
+        allocation: Allocation | list[Allocation] | tuple[Allocation, ...],
+        pyramid: Pyramid = None,
     ) -> TokenizedImages:
         return tokenize(images, allocation, pyramid)
 
-    def detokenize(self, tokens: Tensor, allocation: Allocation) -> Tensor:
+    @overload
+    def detokenize(self, tokens: Tensor, allocation: Allocation) -> Tensor: ...
+
+    @overload
+    def detokenize(
+        self, tokens: Tensor, allocation: list[Allocation] | tuple[Allocation, ...]
+    ) -> list[Tensor]: ...
+
+    def detokenize(
+        self, tokens: Tensor, allocation: Allocation | list[Allocation] | tuple[Allocation, ...]
+    ) -> Tensor | list[Tensor]:
         return detokenize(tokens, allocation)

@@ -42,6 +42,15 @@ from pyrtok.allocation import (
     tokenize,
 )
 from pyrtok.allocation.budgets import check_budget_mode
+from pyrtok.allocation.image_lists import (
+    check_allocation_list,
+    check_image_list,
+    for_image,
+    group_budget,
+    group_by_shape,
+    trimmed,
+)
+from pyrtok.allocation.tokenizer import stack_token_groups
 from pyrtok.quantize import VectorQuantizer
 from pyrtok.vlm._hf import hidden_size
 from pyrtok.vlm.answering import (
@@ -77,6 +86,12 @@ Allocator = Callable[..., Allocation]
 Budget = float | Sequence[float]
 """Tokens per image: one int for the batch or one per row (a ``"per_pixel"`` density may be a
 float); read as the module's ``budget_mode`` says."""
+
+Images = Tensor | list[Tensor]
+"""``(B, 3, H, W)`` in ``[0, 1]``, or a list of ``(3, H, W)`` images of different sizes."""
+
+Allocations = Allocation | list[Allocation]
+"""One Allocation for a batch tensor, a list of one per image for a list of images."""
 
 CONFIG_NAME = "pyrtok_config.json"
 WEIGHTS_NAME = "pyrtok_weights.safetensors"
@@ -289,23 +304,23 @@ class MixedResolutionVLM(nn.Module):
 
     def encode_images(
         self,
-        pixel_values: Tensor,
-        allocation: Allocation | None = None,
+        pixel_values: Images,
+        allocation: Allocations | None = None,
         budget: Budget | None = None,
-    ) -> tuple[Tensor, Tensor, Allocation, Tensor | None]:
+    ) -> tuple[Tensor, Tensor, Allocations, Tensor | None]:
         """Images -> projected visual tokens.
 
+        A list of images of different sizes is allocated and tokenized as one batch per size,
+        and the vision model runs once on the tokens padded to the longest image.
+
         Returns:
-            ``embeds (B, N, D)`` (zeros on padding), ``mask (B, N)``, the allocation and the
-            quantizer loss (or ``None``).
+            ``embeds (B, N, D)`` (zeros on padding), ``mask (B, N)``, the allocation (a list of
+            one per image for a list) and the quantizer loss (or ``None``).
         """
-        pyramid = None
-        if allocation is None:
-            allocation, pyramid = self.allocate(pixel_values, budget)
+        if isinstance(pixel_values, list):
+            tokens, allocation = self._list_tokens(pixel_values, allocation, budget)
         else:
-            check_unit_range(pixel_values)
-            allocation = self._checked(allocation, pixel_values)
-        tokens = self.tokenize(pixel_values, allocation, pyramid)
+            tokens, allocation = self._batch_tokens(pixel_values, allocation, budget)
         features = encode_mixed_resolution(self.vision_model, tokens, self.feature_layer)
         hidden, mask = features.tokens, features.mask
         if self.keep_prefix and features.prefix.shape[1]:
@@ -317,16 +332,56 @@ class MixedResolutionVLM(nn.Module):
         embeds = check_projected(self.projector(hidden), self.hidden_size)
         return embeds * mask[..., None], mask, allocation, vq_loss
 
+    def _batch_tokens(
+        self, pixel_values: Tensor, allocation: Allocations | None, budget: Budget | None
+    ) -> tuple[TokenizedImages, Allocation]:
+        """The (normalised) tokens of a batch tensor and its allocation."""
+        pyramid = None
+        if allocation is None:
+            allocation, pyramid = self.allocate(pixel_values, budget)
+        else:
+            check_unit_range(pixel_values)
+            allocation = self._checked(allocation, pixel_values)
+        return self.tokenize(pixel_values, allocation, pyramid), allocation
+
+    def _list_tokens(
+        self, pixel_values: list[Tensor], allocation: Allocations | None, budget: Budget | None
+    ) -> tuple[TokenizedImages, list[Allocation]]:
+        """The tokens of a list of images, one batch per size, padded to the longest image,
+        and one trimmed allocation per image."""
+        images = check_image_list(pixel_values, "pixel_values")
+        if allocation is not None and not isinstance(allocation, list):
+            raise TypeError(
+                f"allocation: a list of images needs a list of allocations, got "
+                f"{type(allocation).__name__}"
+            )
+        given = None if allocation is None else check_allocation_list(allocation, len(images))
+        if budget is None and not self.custom_allocator:
+            budget = self.budget
+        parts, allocation_of = [], {}
+        for group in group_by_shape(images):
+            share = None if budget is None else group_budget(budget, group.rows, len(images))
+            chosen = None if given is None else Allocation.cat([given[r] for r in group.rows])
+            try:
+                tokens, batch = self._batch_tokens(group.images, chosen, share)
+            except ValueError as error:
+                raise for_image(error, group, "pixel_values") from error
+            parts.append((group.rows, tokens))
+            for position, row in enumerate(group.rows):
+                allocation_of[row] = trimmed(batch[position])
+        allocations = [allocation_of[row] for row in range(len(images))]
+        return stack_token_groups(parts, len(images)), allocations
+
     def merge(
         self,
-        pixel_values: Tensor,
+        pixel_values: Images,
         input_ids: Tensor,
         attention_mask: Tensor | None = None,
         labels: Tensor | None = None,
-        allocation: Allocation | None = None,
+        allocation: Allocations | None = None,
         budget: Budget | None = None,
         padding_side: str = "right",
-    ) -> tuple[MergedSequence, Tensor, Allocation, Tensor | None]:
+    ) -> tuple[MergedSequence, Tensor, Allocations, Tensor | None]:
         """The LM inputs, per-row visual counts, the allocation and the quantizer loss."""
         check_prompt(input_ids, attention_mask, labels)
         check_one_image_per_row(pixel_values, input_ids)
@@ -345,21 +400,24 @@ class MixedResolutionVLM(nn.Module):
 
     def forward(
         self,
-        pixel_values: Tensor,
+        pixel_values: Images,
         input_ids: Tensor,
         attention_mask: Tensor | None = None,
         labels: Tensor | None = None,
-        allocation: Allocation | None = None,
+        allocation: Allocations | None = None,
         budget: Budget | None = None,
     ) -> VLMOutput:
         """Run the LM on the merged sequence.
 
         Args:
-            pixel_values: ``(B, 3, H, W)`` in ``[0, 1]`` (normalisation happens inside).
+            pixel_values: ``(B, 3, H, W)`` in ``[0, 1]`` (normalisation happens inside), or a
+                list of ``(3, H, W)`` images of different sizes (each row then gets its own
+                token count, as each image alone would).
             input_ids: ``(B, T)`` with one placeholder (or one per visual token) per row.
             attention_mask: ``(B, T)``.
             labels: ``(B, T)`` aligned with ``input_ids`` (``-100`` to ignore); the LM shifts.
-            allocation: use this allocation instead of allocating.
+            allocation: use this allocation instead of allocating (a list of one per image
+                for a list of images).
             budget: tokens per image for this call, one int or one per row.
 
         Returns:
@@ -375,10 +433,10 @@ class MixedResolutionVLM(nn.Module):
     @torch.no_grad()
     def generate(
         self,
-        pixel_values: Tensor,
+        pixel_values: Images,
         input_ids: Tensor,
         attention_mask: Tensor | None = None,
-        allocation: Allocation | None = None,
+        allocation: Allocations | None = None,
         budget: Budget | None = None,
         **generate_kwargs: Any,
     ) -> Tensor:

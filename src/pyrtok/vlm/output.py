@@ -21,8 +21,9 @@ class VLMOutput(ModelOutput):
         loss: LM loss (plus the quantizer's weighted loss) when ``labels`` were given.
         logits: ``(B, S, V)`` over the merged sequence.
         cache: the LM's KV cache when it returned one (its ``cache`` or ``past_key_values``).
-        allocation: the quadtree allocation the visual tokens follow (``None`` where the
-            model does not allocate, e.g. ``HierarchicalVLM`` selects residual tokens).
+        allocation: the quadtree allocation the visual tokens follow (a list of one per image
+            for a list of images; ``None`` where the model does not allocate, e.g.
+            ``HierarchicalVLM`` selects residual tokens).
         visual_counts: ``(B,)`` int64 visual tokens that entered the LM per row.
         vq_loss: the quantizer's loss, when a quantizer is used.
     """
@@ -30,7 +31,7 @@ class VLMOutput(ModelOutput):
     loss: torch.Tensor | None = None
     logits: torch.Tensor | None = None
     cache: Any = None
-    allocation: Allocation | None = None
+    allocation: Allocation | list[Allocation] | None = None
     visual_counts: torch.Tensor | None = None
     vq_loss: torch.Tensor | None = None
 
@@ -38,7 +39,7 @@ class VLMOutput(ModelOutput):
 def vlm_output(
     lm_output: Any,
     visual_counts: torch.Tensor,
-    allocation: Allocation | None = None,
+    allocation: Allocation | list[Allocation] | None = None,
     vq_loss: torch.Tensor | None = None,
     vq_weight: float = 1.0,
 ) -> VLMOutput:

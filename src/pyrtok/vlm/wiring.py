@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from torch import Tensor, nn
@@ -77,12 +77,12 @@ def check_projected(embeds: Tensor, hidden: int) -> Tensor:
     return embeds
 
 
-def check_one_image_per_row(pixel_values: Tensor, input_ids: Tensor) -> None:
-    """Raise unless there is one image per prompt row."""
-    if pixel_values.shape[0] != input_ids.shape[0]:
+def check_one_image_per_row(pixel_values: Tensor | Sequence[Tensor], input_ids: Tensor) -> None:
+    """Raise unless there is one image per prompt row (a batch or a list of images)."""
+    if len(pixel_values) != input_ids.shape[0]:
         raise ValueError(
             f"pixel_values: expected one image per input_ids row ({input_ids.shape[0]}), got "
-            f"{pixel_values.shape[0]}"
+            f"{len(pixel_values)}"
         )
 
 
