@@ -20,8 +20,6 @@ LLaVA's own logits.
 
 from __future__ import annotations
 
-import json
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -64,10 +62,9 @@ from pyrtok.vlm.confidence import ConfidenceFn, resolve_confidence
 from pyrtok.vlm.mixed_resolution import encode_mixed_resolution, vit_hidden_size, vit_patch_size
 from pyrtok.vlm.output import VLMOutput, vlm_output
 from pyrtok.vlm.pixels import check_unit_range, normalisation_for, normalise_tokens
-from pyrtok.vlm.progressive import check_question
-from pyrtok.vlm.quadtree_ladder import check_ladder, leaf_keys, new_leaves
-from pyrtok.vlm.residual import compact
-from pyrtok.vlm.sequence import MergedSequence, check_prompt, merge_sequence, split_at_image
+from pyrtok.vlm.quadtree_ladder import check_ladder, ladder_generate
+from pyrtok.vlm.saving import load_owned_state, read_pretrained, write_pretrained
+from pyrtok.vlm.sequence import MergedSequence, check_prompt, merge_sequence
 from pyrtok.vlm.wiring import (
     check_one_image_per_row,
     check_projected,
@@ -92,9 +89,6 @@ Images = Tensor | list[Tensor]
 
 Allocations = Allocation | list[Allocation]
 """One Allocation for a batch tensor, a list of one per image for a list of images."""
-
-CONFIG_NAME = "pyrtok_config.json"
-WEIGHTS_NAME = "pyrtok_weights.safetensors"
 
 
 class MixedResolutionVLM(nn.Module):
@@ -188,7 +182,7 @@ class MixedResolutionVLM(nn.Module):
         self.budget = budget
         self.budget_mode = check_budget_mode(budget_mode)
         if allocator is None:
-            allocator = self._default_allocator(budget if budget is not None else 1)
+            allocator = self.default_allocator(budget if budget is not None else 1)
         elif getattr(allocator, "min_patch", self.patch_size) != self.patch_size:
             raise ValueError(
                 f"allocator: its min_patch {getattr(allocator, 'min_patch', None)} must equal "
@@ -218,7 +212,9 @@ class MixedResolutionVLM(nn.Module):
             freeze,
         )
 
-    def _default_allocator(self, budget: Budget) -> FrequencyAwareAllocator:
+    def default_allocator(self, budget: Budget) -> FrequencyAwareAllocator:
+        """A :class:`~pyrtok.allocation.FrequencyAwareAllocator` with this module's settings
+        and ``budget``."""
         return FrequencyAwareAllocator(
             budget,
             self.patch_size,
@@ -267,7 +263,7 @@ class MixedResolutionVLM(nn.Module):
         pyramid = cell_pyramid(pixel_values, geometry)
         if budget is None and self.budget is None and not self.custom_allocator:
             raise ValueError("budget: give one here or to the constructor, got None")
-        allocator = self.allocator if budget is None else self._default_allocator(budget)
+        allocator = self.allocator if budget is None else self.default_allocator(budget)
         return self._checked(allocator(pixel_values, pyramid=pyramid), pixel_values), pyramid
 
     def _checked(self, allocation: object, pixel_values: Tensor) -> Allocation:
@@ -496,49 +492,22 @@ class MixedResolutionVLM(nn.Module):
             >>> out.exit_level.tolist(), out.visual_tokens.tolist()  # 4 + 16 + 64 tokens
             ([2, 2], [84, 84])
         """
-        tick = time.perf_counter()
-        ladder = check_ladder(budgets)
-        answerer = ProgressiveAnswerer(
-            self.language_model,
-            self.image_token_id,
-            check_thresholds(tuple(thresholds), len(ladder)),
-            resolve_confidence(confidence),
-            check_max_new_tokens(max_new_tokens),
-            default_eos(self.language_model, eos_token_id),
+        return ladder_generate(
+            self,
+            pixel_values,
+            input_ids,
+            attention_mask,
+            check_ladder(budgets),
+            ProgressiveAnswerer(
+                self.language_model,
+                self.image_token_id,
+                check_thresholds(tuple(thresholds), len(tuple(budgets))),
+                resolve_confidence(confidence),
+                check_max_new_tokens(max_new_tokens),
+                default_eos(self.language_model, eos_token_id),
+            ),
+            reuse_cache,
         )
-        real = check_prompt(input_ids, attention_mask)
-        check_unit_range(pixel_values)
-        ones = torch.ones(input_ids.shape[0], dtype=torch.long, device=input_ids.device)
-        before, after = split_at_image(input_ids, real, self.image_token_id, ones)
-        check_question(after)
-        text = embed_text(self.language_model, input_ids, self.image_token_id)
-        geometry = QuadtreeGeometry.create(
-            pixel_values.shape[-2], pixel_values.shape[-1], self.patch_size, self.max_patch
-        )
-        pyramid = cell_pyramid(pixel_values, geometry)
-        sent: list[Tensor | None] = [None]  # leaf keys of the previous rung, whole batch
-
-        def segment(s: int, active: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-            images = pixel_values[active]
-            levels = [level[active] for level in pyramid]
-            allocation = self._default_allocator(ladder[s])(images, levels)
-            previous = sent[0]
-            new = new_leaves(allocation, None if previous is None else previous[active])
-            keys = leaf_keys(allocation)
-            every = keys.new_full((pixel_values.shape[0], keys.shape[1]), -1)
-            every[active] = keys
-            sent[0] = every
-            embeds, mask, _, _ = self.encode_images(images, allocation)
-            prefix = mask.shape[1] - new.shape[1]  # the CLS token(s) with keep_prefix
-            keep = torch.cat([mask[:, :prefix] & (s == 0), new], dim=1)
-            if s == 0:
-                values = torch.cat([text[active], embeds.to(text.dtype)], dim=1)
-                packed = compact(values, torch.cat([before[active], keep], dim=1))
-            else:
-                packed = compact(embeds.to(text.dtype), keep)
-            return packed[0], packed[1], keep.sum(dim=1)
-
-        return answerer.run(segment, compact(text, after), len(ladder), reuse_cache, tick)
 
     def config_dict(self) -> dict[str, Any]:
         """What :meth:`save_pretrained` writes next to the weights."""
@@ -568,33 +537,16 @@ class MixedResolutionVLM(nn.Module):
             "quantizer": self.quantizer is not None,
         }
 
-    def owned_state(self) -> dict[str, Any]:
-        """The state pyrtok owns: projector and quantizer (not the HF models); tensors, and
-        the modules' extra state (plain Python values)."""
-        state = {f"projector.{k}": v for k, v in self.projector.state_dict().items()}
-        if self.quantizer is not None:
-            state |= {f"quantizer.{k}": v for k, v in self.quantizer.state_dict().items()}
-        return {
-            k: v.detach().contiguous().cpu() if isinstance(v, Tensor) else v
-            for k, v in state.items()
-        }
+    def owned_parts(self) -> dict[str, nn.Module | None]:
+        """The modules pyrtok owns here (the HF models are saved by their own methods)."""
+        return {"projector": self.projector, "quantizer": self.quantizer}
 
     def save_pretrained(self, directory: str | Path) -> None:
         """Write the configuration (JSON) and the projector/quantizer weights (safetensors).
 
         The Hugging Face models are saved by their own ``save_pretrained``.
         """
-        from safetensors.torch import save_file
-
-        path = Path(directory)
-        path.mkdir(parents=True, exist_ok=True)
-        state = self.owned_state()
-        tensors = {k: v for k, v in state.items() if isinstance(v, Tensor)}
-        config = self.config_dict() | {
-            "extra_state": {k: v for k, v in state.items() if k not in tensors}
-        }
-        (path / CONFIG_NAME).write_text(json.dumps(config, indent=2) + "\n")
-        save_file(tensors, str(path / WEIGHTS_NAME))
+        write_pretrained(directory, self.config_dict(), self.owned_parts())
 
     @classmethod
     def from_pretrained(
@@ -615,29 +567,16 @@ class MixedResolutionVLM(nn.Module):
                 ``projector`` module, which must take the saved weights, or the
                 ``quantizer``).
         """
-        from safetensors.torch import load_file
-
-        path = Path(directory)
-        config = json.loads((path / CONFIG_NAME).read_text())
+        config, state = read_pretrained(directory)
         if config.pop("quantizer") and "quantizer" not in kwargs:
             raise ValueError(
                 "quantizer: the saved model has one; pass quantizer=VectorQuantizer(...) with "
                 "the same settings to load its weights"
             )
-        extra_state = config.pop("extra_state", {})
         settings = config | kwargs
         if language_model is None:
             model = cls.from_llava(vision_model, **settings)
         else:
             model = cls(vision_model, language_model, **settings)
-        state: dict[str, Any] = load_file(str(path / WEIGHTS_NAME)) | extra_state
-        parts: dict[str, nn.Module | None] = {
-            "projector": model.projector,
-            "quantizer": model.quantizer,
-        }
-        for name, part in parts.items():
-            prefix = f"{name}."
-            own = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
-            if part is not None:
-                part.load_state_dict(own)
+        load_owned_state(model.owned_parts(), state)
         return model

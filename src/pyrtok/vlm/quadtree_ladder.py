@@ -17,12 +17,23 @@ rung then sends the leaves it does not share with the previous one.
 from __future__ import annotations
 
 import itertools
+import time
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
 
-from pyrtok.allocation import Allocation
+from pyrtok.allocation import Allocation, QuadtreeGeometry, cell_pyramid
+from pyrtok.vlm.answering import ProgressiveAnswerer, ProgressiveOutput
+from pyrtok.vlm.pixels import check_unit_range
+from pyrtok.vlm.progressive import check_question
+from pyrtok.vlm.residual import compact
+from pyrtok.vlm.sequence import check_prompt, split_at_image
+from pyrtok.vlm.wiring import embed_text
+
+if TYPE_CHECKING:
+    from pyrtok.vlm.mixed_resolution_vlm import MixedResolutionVLM
 
 
 def check_ladder(budgets: Sequence[int]) -> tuple[int, ...]:
@@ -74,3 +85,51 @@ def new_leaves(allocation: Allocation, previous: Tensor | None) -> Tensor:
     rows = torch.arange(keys.shape[0], device=keys.device)[:, None] * span
     seen = torch.isin(keys + rows, torch.where(previous >= 0, previous + rows, -1))
     return allocation.mask & ~seen
+
+
+def ladder_generate(
+    vlm: MixedResolutionVLM,
+    pixel_values: Tensor,
+    input_ids: Tensor,
+    attention_mask: Tensor | None,
+    ladder: tuple[int, ...],
+    answerer: ProgressiveAnswerer,
+    reuse_cache: bool,
+) -> ProgressiveOutput:
+    """The loop of :meth:`MixedResolutionVLM.progressive_generate`: rung ``s`` allocates
+    ``ladder[s]`` on the one pyramid of the active samples, encodes that allocation and sends
+    the leaves the previous rung did not have (rung 0: the text before the image first)."""
+    tick = time.perf_counter()
+    real = check_prompt(input_ids, attention_mask)
+    check_unit_range(pixel_values)
+    ones = torch.ones(input_ids.shape[0], dtype=torch.long, device=input_ids.device)
+    before, after = split_at_image(input_ids, real, vlm.image_token_id, ones)
+    check_question(after)
+    text = embed_text(vlm.language_model, input_ids, vlm.image_token_id)
+    geometry = QuadtreeGeometry.create(
+        pixel_values.shape[-2], pixel_values.shape[-1], vlm.patch_size, vlm.max_patch
+    )
+    pyramid = cell_pyramid(pixel_values, geometry)
+    sent: list[Tensor | None] = [None]  # leaf keys of the previous rung, whole batch
+
+    def segment(s: int, active: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        images = pixel_values[active]
+        levels = [level[active] for level in pyramid]
+        allocation = vlm.default_allocator(ladder[s])(images, levels)
+        previous = sent[0]
+        new = new_leaves(allocation, None if previous is None else previous[active])
+        keys = leaf_keys(allocation)
+        every = keys.new_full((pixel_values.shape[0], keys.shape[1]), -1)
+        every[active] = keys
+        sent[0] = every
+        embeds, mask, _, _ = vlm.encode_images(images, allocation)
+        prefix = mask.shape[1] - new.shape[1]  # the CLS token(s) with keep_prefix
+        keep = torch.cat([mask[:, :prefix] & (s == 0), new], dim=1)
+        if s == 0:
+            values = torch.cat([text[active], embeds.to(text.dtype)], dim=1)
+            packed = compact(values, torch.cat([before[active], keep], dim=1))
+        else:
+            packed = compact(embeds.to(text.dtype), keep)
+        return packed[0], packed[1], keep.sum(dim=1)
+
+    return answerer.run(segment, compact(text, after), len(ladder), reuse_cache, tick)
