@@ -235,5 +235,7 @@ def test_bad_input_says_what_to_fix() -> None:
         vlm(torch.rand(1, 3, 96, 64), ids, allocation=allocate(images(1), 4, 8, 32))
     with pytest.raises(TypeError, match="allocator: expected it to return an Allocation"):
         _vlm(budget=None, allocator=lambda x, pyramid=None: x)(images(1), ids)
+    with pytest.raises(ValueError, match="budget: give one here or to the constructor"):
+        _vlm(budget=None)(images(1), ids)
     with pytest.raises(ValueError, match=r"budget: expected one int or one per image \(1\)"):
         vlm(images(1), ids, budget=[4, 7])

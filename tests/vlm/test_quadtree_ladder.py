@@ -110,3 +110,22 @@ def test_bad_ladders_are_named() -> None:
         vlm.progressive_generate(x, ids, budgets=(4, 22), thresholds=(0.9, 0.8))
     with pytest.raises(ValueError, match="no text after the image token"):
         vlm.progressive_generate(x, torch.tensor([[1, IMAGE]]), budgets=(4,), thresholds=())
+
+
+def test_the_ladder_filters_each_image_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    import pyrtok.pyramid.functional as pyramid_functional
+
+    vlm = _vlm()
+    calls: list[int] = []
+    original = pyramid_functional.pyr_down
+
+    def counting(*args: object, **kwargs: object) -> torch.Tensor:
+        calls.append(1)
+        return original(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(pyramid_functional, "pyr_down", counting)
+    x = textured(2).clamp(0, 1)
+    vlm.progressive_generate(
+        x, torch.tensor([[1, IMAGE, 5]] * 2), budgets=LADDER, thresholds=(1.0, 1.0)
+    )
+    assert len(calls) == 2  # 64 -> 32 -> 16 once, read by every rung's allocator and tokens

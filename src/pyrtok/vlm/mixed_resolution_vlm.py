@@ -181,8 +181,9 @@ class MixedResolutionVLM(nn.Module):
         self.strategy, self.scorer, self.order = strategy, scorer, order
         self.budget = budget
         self.budget_mode = check_budget_mode(budget_mode)
-        if allocator is None:
-            allocator = self.default_allocator(budget if budget is not None else 1)
+        self.custom_allocator = allocator is not None
+        if allocator is None and budget is not None:
+            allocator = self.default_allocator(budget)
         elif getattr(allocator, "min_patch", self.patch_size) != self.patch_size:
             raise ValueError(
                 f"allocator: its min_patch {getattr(allocator, 'min_patch', None)} must equal "
@@ -190,7 +191,6 @@ class MixedResolutionVLM(nn.Module):
                 f"patch of the model)"
             )
         self.allocator = allocator
-        self.custom_allocator = budget is None and allocator is not None
         self.image_token_id = resolve_image_token(image_token_id, language_model)
         self.feature_layer = feature_layer
         self.keep_prefix = keep_prefix
@@ -261,9 +261,9 @@ class MixedResolutionVLM(nn.Module):
             pixel_values.shape[-2], pixel_values.shape[-1], self.patch_size, self.max_patch
         )
         pyramid = cell_pyramid(pixel_values, geometry)
-        if budget is None and self.budget is None and not self.custom_allocator:
-            raise ValueError("budget: give one here or to the constructor, got None")
         allocator = self.allocator if budget is None else self.default_allocator(budget)
+        if allocator is None:
+            raise ValueError("budget: give one here or to the constructor, got None")
         return self._checked(allocator(pixel_values, pyramid=pyramid), pixel_values), pyramid
 
     def _checked(self, allocation: object, pixel_values: Tensor) -> Allocation:
@@ -317,6 +317,13 @@ class MixedResolutionVLM(nn.Module):
             tokens, allocation = self._list_tokens(pixel_values, allocation, budget)
         else:
             tokens, allocation = self._batch_tokens(pixel_values, allocation, budget)
+        embeds, mask, vq_loss = self.encode_tokens(tokens)
+        return embeds, mask, allocation, vq_loss
+
+    def encode_tokens(self, tokens: TokenizedImages) -> tuple[Tensor, Tensor, Tensor | None]:
+        """Normalised tokens (:meth:`tokenize`) -> projected visual tokens ``embeds (B, N, D)``
+        (zeros on padding; the prefix first with ``keep_prefix``), ``mask (B, N)`` and the
+        quantizer loss (or ``None``)."""
         features = encode_mixed_resolution(self.vision_model, tokens, self.feature_layer)
         hidden, mask = features.tokens, features.mask
         if self.keep_prefix and features.prefix.shape[1]:
@@ -326,7 +333,7 @@ class MixedResolutionVLM(nn.Module):
         if self.quantizer is not None:
             hidden, _, vq_loss = self.quantizer(hidden, mask)
         embeds = check_projected(self.projector(hidden), self.hidden_size)
-        return embeds * mask[..., None], mask, allocation, vq_loss
+        return embeds * mask[..., None], mask, vq_loss
 
     def _batch_tokens(
         self, pixel_values: Tensor, allocation: Allocations | None, budget: Budget | None

@@ -122,7 +122,7 @@ def ladder_generate(
         every = keys.new_full((pixel_values.shape[0], keys.shape[1]), -1)
         every[active] = keys
         sent[0] = every
-        embeds, mask, _, _ = vlm.encode_images(images, allocation)
+        embeds, mask, _ = vlm.encode_tokens(vlm.tokenize(images, allocation, levels))
         prefix = mask.shape[1] - new.shape[1]  # the CLS token(s) with keep_prefix
         keep = torch.cat([mask[:, :prefix] & (s == 0), new], dim=1)
         if s == 0:
