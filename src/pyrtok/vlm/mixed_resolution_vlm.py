@@ -59,7 +59,12 @@ from pyrtok.vlm.answering import (
     default_eos,
 )
 from pyrtok.vlm.confidence import ConfidenceFn, resolve_confidence
-from pyrtok.vlm.mixed_resolution import encode_mixed_resolution, vit_hidden_size, vit_patch_size
+from pyrtok.vlm.mixed_resolution import (
+    MixedResolutionFeatures,
+    encode_mixed_resolution,
+    vit_hidden_size,
+    vit_patch_size,
+)
 from pyrtok.vlm.output import VLMOutput, vlm_output
 from pyrtok.vlm.pixels import check_unit_range, normalisation_for, normalise_tokens
 from pyrtok.vlm.quadtree_ladder import check_ladder, ladder_generate
@@ -170,11 +175,10 @@ class MixedResolutionVLM(nn.Module):
         freeze: tuple[str, ...] = (),
     ) -> None:
         super().__init__()
-        self.patch_size = vit_patch_size(vision_model)
+        self.patch_size, feature_dim = self.vision_geometry(vision_model)
         self.vision_model = vision_model
         self.language_model = language_model
         self.hidden_size = hidden_size(language_model)
-        feature_dim = vit_hidden_size(vision_model)
         self.projector = resolve_projector(projector, feature_dim, self.hidden_size)
         self.max_patch = 4 * self.patch_size if max_patch is None else max_patch
         QuadtreeGeometry.create(self.max_patch, self.max_patch, self.patch_size, self.max_patch)
@@ -212,6 +216,17 @@ class MixedResolutionVLM(nn.Module):
             freeze,
         )
 
+    def vision_geometry(self, vision_model: nn.Module) -> tuple[int, int]:
+        """``(min_patch, feature width)``: the side of a level-0 leaf and the width of the
+        features :meth:`vision_features` gives. A ViT's patch size and hidden size here; a
+        subclass for another vision family overrides this with :meth:`vision_features`."""
+        return vit_patch_size(vision_model), vit_hidden_size(vision_model)
+
+    def vision_features(self, tokens: TokenizedImages) -> MixedResolutionFeatures:
+        """The vision model on normalised tokens (:meth:`tokenize`), before the quantizer
+        and projector (:func:`~pyrtok.vlm.encode_mixed_resolution` for a ViT)."""
+        return encode_mixed_resolution(self.vision_model, tokens, self.feature_layer)
+
     def default_allocator(self, budget: Budget) -> FrequencyAwareAllocator:
         """A :class:`~pyrtok.allocation.FrequencyAwareAllocator` with this module's settings
         and ``budget``."""
@@ -244,6 +259,23 @@ class MixedResolutionVLM(nn.Module):
         kwargs.setdefault("keep_prefix", parts.keep_prefix)
         kwargs.setdefault("image_token_id", parts.image_token_id)
         return cls(parts.vision_tower, model, parts.projector, budget=budget, **kwargs)
+
+    @classmethod
+    def from_qwen2_vl(cls, model: nn.Module, budget: Budget | None = None, **kwargs: Any) -> Any:
+        """Wrap a ``Qwen2VLForConditionalGeneration``: one leaf of ``28 * 2**k`` px is one
+        merger group through its own vision tower and one M-RoPE LM token (see
+        :class:`~pyrtok.vlm.qwen2_vl.Qwen2VLMixedResolutionVLM`). At full detail the logits
+        equal Qwen2-VL's own forward.
+
+        Examples:
+            >>> from pyrtok.vlm.testing import tiny_qwen2_vl
+            >>> vlm = MixedResolutionVLM.from_qwen2_vl(tiny_qwen2_vl(), budget=16)
+            >>> vlm.patch_size, vlm.max_patch, vlm.image_token_id
+            (28, 112, 90)
+        """
+        from pyrtok.vlm.qwen2_vl import Qwen2VLMixedResolutionVLM
+
+        return Qwen2VLMixedResolutionVLM(model, budget=budget, **kwargs)
 
     def allocate(
         self, pixel_values: Tensor, budget: Budget | None = None
@@ -324,7 +356,7 @@ class MixedResolutionVLM(nn.Module):
         """Normalised tokens (:meth:`tokenize`) -> projected visual tokens ``embeds (B, N, D)``
         (zeros on padding; the prefix first with ``keep_prefix``), ``mask (B, N)`` and the
         quantizer loss (or ``None``)."""
-        features = encode_mixed_resolution(self.vision_model, tokens, self.feature_layer)
+        features = self.vision_features(tokens)
         hidden, mask = features.tokens, features.mask
         if self.keep_prefix and features.prefix.shape[1]:
             hidden = torch.cat([features.prefix, hidden], dim=1)

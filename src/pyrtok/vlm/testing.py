@@ -103,3 +103,55 @@ def tiny_llava(image_token_id: int = 63, seed: int = 0, vision: str = "clip") ->
         attn_implementation="eager",
     )
     return LlavaForConditionalGeneration(config).eval()  # type: ignore[no-untyped-call]
+
+
+def tiny_qwen2_vl(seed: int = 0) -> Any:
+    """A ``Qwen2VLForConditionalGeneration`` with random weights (eager attention): a 2-block
+    tower (14 px patches, 2 x 2 merge, 32 wide) and a 2-layer LM (64 wide, vocabulary 96;
+    image token 90, video 91, vision start/end 88/89, eos 2).
+
+    Examples:
+        >>> model = tiny_qwen2_vl()
+        >>> model.config.image_token_id, model.config.vision_config.patch_size
+        (90, 14)
+    """
+    import transformers
+    from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration
+
+    torch.manual_seed(seed)
+    vision = {
+        "depth": 2,
+        "embed_dim": 32,
+        "hidden_size": 64,
+        "num_heads": 4,
+        "mlp_ratio": 2,
+        "patch_size": 14,
+        "spatial_merge_size": 2,
+        "temporal_patch_size": 2,
+    }
+    text = {
+        "vocab_size": 96,
+        "hidden_size": 64,
+        "intermediate_size": 128,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "max_position_embeddings": 4096,
+        "rope_scaling": {"type": "mrope", "mrope_section": [2, 3, 3]},
+        "bos_token_id": 1,
+        "eos_token_id": 2,
+        "pad_token_id": 0,
+    }
+    # transformers >= 4.52 nests the LM settings in text_config; 4.5x before reads them flat.
+    nested = hasattr(transformers, "Qwen2VLTextConfig")
+    settings: dict[str, Any] = {"text_config": text} if nested else dict(text)
+    settings |= {
+        "vision_config": vision,
+        "attn_implementation": "eager",
+        "image_token_id": 90,
+        "video_token_id": 91,
+        "vision_start_token_id": 88,
+        "vision_end_token_id": 89,
+    }
+    model: Any = Qwen2VLForConditionalGeneration(Qwen2VLConfig(**settings))
+    return model.eval()

@@ -1,0 +1,228 @@
+"""Qwen2-VL native: the model's own logits and M-RoPE ids at full detail, budgets below it
+(each row equals the row alone), generation, and the bad input of issue #14."""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from pyrtok.allocation import FrequencyAwareAllocator, allocate
+from pyrtok.vlm import MixedResolutionVLM
+from pyrtok.vlm.pixels import CLIP_MEAN, CLIP_STD
+from pyrtok.vlm.qwen2_vl import Qwen2VLMixedResolutionVLM
+from pyrtok.vlm.testing import tiny_qwen2_vl
+
+IMAGE, VIDEO, START, END = 90, 91, 88, 89
+
+
+def _images(batch: int, height: int = 112, width: int = 224, seed: int = 1) -> torch.Tensor:
+    return torch.rand(batch, 3, height, width, generator=torch.Generator().manual_seed(seed))
+
+
+def _prompt(
+    count: int, before: tuple[int, ...] = (1,), after: tuple[int, ...] = (5, 6)
+) -> list[int]:
+    """Qwen2-VL's layout: text, vision start, ``count`` image tokens, vision end, text."""
+    return [*before, START, *([IMAGE] * count), END, *after]
+
+
+def _processor() -> Any:
+    """Qwen2-VL's own image processor without torchvision (5.x: the PIL one; 4.5x: numpy)."""
+    try:
+        from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import (
+            Qwen2VLImageProcessorPil as Processor,
+        )
+    except ImportError:
+        from transformers import Qwen2VLImageProcessor as Processor
+    return Processor(image_mean=list(CLIP_MEAN), image_std=list(CLIP_STD))
+
+
+def _theirs(model: Any, x: torch.Tensor, ids: torch.Tensor, mask: torch.Tensor) -> Any:
+    """The model's own forward on ``x`` patched by its own processor (no resize/rescale)."""
+    arrays = [image.numpy().astype(np.float32) for image in x]
+    inputs = _processor()(
+        images=arrays,
+        do_resize=False,
+        do_rescale=False,
+        return_tensors="pt",
+        input_data_format="channels_first",
+    )
+    kwargs = {
+        "input_ids": ids,
+        "attention_mask": mask,
+        "pixel_values": inputs["pixel_values"],
+        "image_grid_thw": inputs["image_grid_thw"],
+    }
+    if "mm_token_type_ids" in inspect.signature(model.forward).parameters:
+        kwargs["mm_token_type_ids"] = (ids == IMAGE).int()
+    return model(**kwargs), inputs["image_grid_thw"]
+
+
+def _rope_index(model: Any, ids: torch.Tensor, grid: torch.Tensor, mask: torch.Tensor) -> Any:
+    """``get_rope_index`` under either signature (5.x: ``mm_token_type_ids``)."""
+    owner = getattr(model.model, "get_rope_index", None) or model.get_rope_index
+    kwargs: dict[str, Any] = {"image_grid_thw": grid, "attention_mask": mask}
+    if "mm_token_type_ids" in inspect.signature(owner).parameters:
+        kwargs["mm_token_type_ids"] = (ids == IMAGE).int()
+    return owner(ids, **kwargs)[0]
+
+
+def test_full_detail_equals_qwen2_vls_own_forward_and_rope_index() -> None:
+    model = tiny_qwen2_vl()
+    vlm = MixedResolutionVLM.from_qwen2_vl(model, budget=32)
+    x = _images(2)
+    rows = [_prompt(32, (1, 2)), [0, *_prompt(32, (3,), (7, 8))]]  # row 1 left-padded
+    ids = torch.tensor(rows)
+    mask = (ids != 0).long()
+    theirs, grid = _theirs(model, x, ids, mask)
+    out = vlm(x, ids, mask)
+    assert bool((out.allocation.leaf_level == 0).all())
+    assert out.visual_counts.tolist() == [32, 32]
+    # our rows are right-padded: compare each row's real tokens
+    for row in range(2):
+        real = mask[row].bool()
+        ours = out.logits[row, : int(real.sum())]
+        torch.testing.assert_close(ours, theirs.logits[row, real], rtol=1e-4, atol=1e-4)
+    merged, *_ = vlm.merge(x, ids, mask)
+    reference = _rope_index(model, ids, grid, mask)
+    for row in range(2):
+        real = mask[row].bool()
+        count = int(real.sum())
+        assert torch.equal(merged.position_ids[:, row, :count], reference[:, row, real].float())
+
+
+def test_one_placeholder_is_expanded_to_the_leaves() -> None:
+    model = tiny_qwen2_vl()
+    vlm = MixedResolutionVLM.from_qwen2_vl(model, budget=32)
+    x = _images(1)
+    expanded = vlm(x, torch.tensor([_prompt(32)])).logits
+    single = vlm(x, torch.tensor([_prompt(1)])).logits
+    assert torch.equal(expanded, single)
+
+
+def test_budgets_per_row_equal_each_row_alone() -> None:
+    vlm = MixedResolutionVLM.from_qwen2_vl(tiny_qwen2_vl())
+    x = _images(3, seed=2)
+    ids = torch.tensor([_prompt(1, (1,), (5, 6)), _prompt(1, (1, 2), (5,)), _prompt(1)])
+    budgets = [2, 11, 20]
+    out = vlm(x, ids, budget=budgets)
+    assert out.visual_counts.tolist() == budgets
+    assert out.allocation.lengths.tolist() == budgets
+    for row, budget in enumerate(budgets):
+        alone = vlm(x[row : row + 1], ids[row : row + 1], budget=budget).logits[0]
+        torch.testing.assert_close(out.logits[row, : alone.shape[0]], alone, rtol=1e-5, atol=1e-5)
+
+
+def test_coarse_leaves_take_fractional_rope_positions() -> None:
+    vlm = MixedResolutionVLM.from_qwen2_vl(tiny_qwen2_vl(), budget=2)  # two 112-px cells
+    merged, *_ = vlm.merge(_images(1), torch.tensor([_prompt(1, (1,), (5,))]))
+    # text 0, start 1, two cells centred on merge cells 1.5 (rows) and 1.5, 5.5 (cols), end
+    # and text continue after max(grid_h, grid_w) = 8 cells
+    assert merged.position_ids[:, 0].tolist() == [
+        [0.0, 1.0, 2.0, 2.0, 10.0, 11.0],
+        [0.0, 1.0, 3.5, 3.5, 10.0, 11.0],
+        [0.0, 1.0, 3.5, 7.5, 10.0, 11.0],
+    ]
+
+
+def test_images_of_different_sizes_in_a_list() -> None:
+    vlm = MixedResolutionVLM.from_qwen2_vl(tiny_qwen2_vl(), budget=5)
+    tall, wide = _images(1, 224, 112)[0], _images(1, 112, 224, seed=3)[0]
+    ids = torch.tensor([_prompt(1)] * 2)
+    out = vlm([tall, wide], ids)
+    assert out.visual_counts.tolist() == [5, 5]
+    alone = vlm(wide[None], ids[1:]).logits[0]
+    torch.testing.assert_close(out.logits[1, : alone.shape[0]], alone, rtol=1e-5, atol=1e-5)
+
+
+def test_generate_continues_the_forward_greedily_per_row() -> None:
+    vlm = MixedResolutionVLM.from_qwen2_vl(tiny_qwen2_vl())
+    x = _images(2, seed=4)
+    ids = torch.tensor([_prompt(1, (1,), (5, 6, 7)), [0, 0, *_prompt(1, (1,), (5,))]])
+    mask = (ids != 0).long()
+    new = vlm.generate(x, ids, mask, budget=[5, 14], max_new_tokens=4, eos_token_id=-1)
+    assert new.shape == (2, 4)
+    for row, budget in enumerate([5, 14]):
+        real = mask[row].bool()
+        prompt = ids[row : row + 1, real]
+        alone = vlm.generate(
+            x[row : row + 1], prompt, budget=budget, max_new_tokens=4, eos_token_id=-1
+        )
+        assert torch.equal(new[row], alone[0])
+        sequence = prompt
+        for step in range(4):  # greedy by re-running forward on the growing prompt
+            logits = vlm(x[row : row + 1], sequence, budget=budget).logits[0, -1]
+            assert int(logits.argmax()) == int(new[row, step])
+            sequence = torch.cat([sequence, new[row : row + 1, step : step + 1]], dim=1)
+
+
+def test_generate_at_full_detail_equals_qwen2_vls_own_generate() -> None:
+    model = tiny_qwen2_vl()
+    vlm = MixedResolutionVLM.from_qwen2_vl(model, budget=32)
+    x = _images(1, seed=5)
+    ids = torch.tensor([_prompt(32, (1, 2), (5,))])
+    inputs = _processor()(
+        images=[x[0].numpy()],
+        do_resize=False,
+        do_rescale=False,
+        return_tensors="pt",
+        input_data_format="channels_first",
+    )
+    kwargs = {"pixel_values": inputs["pixel_values"], "image_grid_thw": inputs["image_grid_thw"]}
+    if "mm_token_type_ids" in inspect.signature(model.forward).parameters:
+        kwargs["mm_token_type_ids"] = (ids == IMAGE).int()
+    theirs = model.generate(
+        input_ids=ids,
+        attention_mask=torch.ones_like(ids),
+        max_new_tokens=5,
+        do_sample=False,
+        eos_token_id=None,
+        **kwargs,
+    )[:, ids.shape[1] :]
+    ours = vlm.generate(x, ids, max_new_tokens=5, eos_token_id=-1)
+    assert torch.equal(ours, theirs)
+
+
+def test_allocator_min_patch_must_be_a_merge_group() -> None:
+    wrong = FrequencyAwareAllocator(budget=8, min_patch=14, max_patch=56)
+    with pytest.raises(ValueError, match=r"min_patch must be patch_size \* spatial_merge_size"):
+        MixedResolutionVLM.from_qwen2_vl(tiny_qwen2_vl(), allocator=wrong)
+    vlm = MixedResolutionVLM.from_qwen2_vl(tiny_qwen2_vl(), max_patch=56)
+    x = _images(1, 56, 56)
+    with pytest.raises(ValueError, match="min_patch must equal the vision model's patch size 28"):
+        vlm(x, torch.tensor([_prompt(1)]), allocation=allocate(x, 4, min_patch=14, max_patch=28))
+
+
+def test_images_smaller_than_a_merge_group_and_off_grid_sizes() -> None:
+    vlm = MixedResolutionVLM.from_qwen2_vl(tiny_qwen2_vl(), budget=1, max_patch=28)
+    ids = torch.tensor([_prompt(1)])
+    with pytest.raises(ValueError, match="smaller than one merge group"):
+        vlm(torch.rand(1, 3, 20, 56), ids)
+    with pytest.raises(ValueError, match="not a whole number of 28-px cells"):
+        vlm(torch.rand(1, 3, 42, 56), ids)
+
+
+def test_videos_are_refused() -> None:
+    vlm = MixedResolutionVLM.from_qwen2_vl(tiny_qwen2_vl(), budget=2)
+    with pytest.raises(ValueError, match="still images only"):
+        vlm(torch.rand(1, 2, 3, 112, 224), torch.tensor([_prompt(1)]))
+    with pytest.raises(ValueError, match="video token"):
+        vlm(_images(1), torch.tensor([[1, START, VIDEO, END, IMAGE, 5]]))
+
+
+def test_budget_above_full_detail() -> None:
+    vlm = MixedResolutionVLM.from_qwen2_vl(tiny_qwen2_vl(), budget=35)
+    with pytest.raises(ValueError, match="exceeds full detail"):
+        vlm(_images(1), torch.tensor([_prompt(1)]))
+
+
+def test_sampling_and_the_ladder_say_what_to_use_instead() -> None:
+    vlm = Qwen2VLMixedResolutionVLM(tiny_qwen2_vl(), budget=2)
+    with pytest.raises(ValueError, match="greedily only"):
+        vlm.generate(_images(1), torch.tensor([_prompt(1)]), do_sample=True)
+    with pytest.raises(NotImplementedError, match="forward\\(\\)/generate\\(\\) at each budget"):
+        vlm.progressive_generate(_images(1), torch.tensor([_prompt(1)]))
