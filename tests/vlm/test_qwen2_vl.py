@@ -71,28 +71,47 @@ def _rope_index(model: Any, ids: torch.Tensor, grid: torch.Tensor, mask: torch.T
     return owner(ids, **kwargs)[0]
 
 
-def test_full_detail_equals_qwen2_vls_own_forward_and_rope_index() -> None:
-    model = tiny_qwen2_vl()
-    vlm = MixedResolutionVLM.from_qwen2_vl(model, budget=32)
-    x = _images(2)
-    rows = [_prompt(32, (1, 2)), [0, *_prompt(32, (3,), (7, 8))]]  # row 1 left-padded
+@pytest.mark.parametrize(
+    ("version", "height", "width", "max_patch"),
+    [("2", 112, 224, 112), ("2.5", 112, 224, 112), ("2.5", 168, 224, 56), ("2.5", 224, 224, 28)],
+)
+def test_full_detail_equals_the_models_own_forward_and_rope_index(
+    version: str, height: int, width: int, max_patch: int
+) -> None:
+    model = tiny_qwen2_vl(version=version)
+    count = (height // 28) * (width // 28)
+    vlm = MixedResolutionVLM.from_qwen2_vl(model, budget=count, max_patch=max_patch)
+    x = _images(2, height, width)
+    rows = [_prompt(count, (1, 2)), [0, *_prompt(count, (3,), (7, 8))]]  # row 1 left-padded
     ids = torch.tensor(rows)
     mask = (ids != 0).long()
     theirs, grid = _theirs(model, x, ids, mask)
     out = vlm(x, ids, mask)
     assert bool((out.allocation.leaf_level == 0).all())
-    assert out.visual_counts.tolist() == [32, 32]
-    # our rows are right-padded: compare each row's real tokens
-    for row in range(2):
-        real = mask[row].bool()
-        ours = out.logits[row, : int(real.sum())]
-        torch.testing.assert_close(ours, theirs.logits[row, real], rtol=1e-4, atol=1e-4)
+    assert out.visual_counts.tolist() == [count, count]
     merged, *_ = vlm.merge(x, ids, mask)
     reference = _rope_index(model, ids, grid, mask)
-    for row in range(2):
+    for row in range(2):  # our rows are right-padded: compare each row's real tokens
         real = mask[row].bool()
-        count = int(real.sum())
-        assert torch.equal(merged.position_ids[:, row, :count], reference[:, row, real].float())
+        length = int(real.sum())
+        ours = out.logits[row, :length]
+        torch.testing.assert_close(ours, theirs.logits[row, real], rtol=1e-4, atol=1e-4)
+        assert torch.equal(merged.position_ids[:, row, :length], reference[:, row, real].float())
+
+
+def test_qwen2_5_leaves_must_not_cross_its_windows() -> None:
+    with pytest.raises(ValueError, match=r"span several of Qwen2\.5-VL's 112-px attention windows"):
+        MixedResolutionVLM.from_qwen2_vl(tiny_qwen2_vl(version="2.5"), max_patch=224)
+
+
+def test_qwen2_5_budgets_per_row_equal_each_row_alone() -> None:
+    vlm = MixedResolutionVLM.from_qwen2_vl(tiny_qwen2_vl(version="2.5"))
+    x = _images(2, 224, 224, seed=6)
+    ids = torch.tensor([_prompt(1)] * 2)
+    out = vlm(x, ids, budget=[7, 31])
+    for row, budget in enumerate([7, 31]):
+        alone = vlm(x[row : row + 1], ids[row : row + 1], budget=budget).logits[0]
+        torch.testing.assert_close(out.logits[row, : alone.shape[0]], alone, rtol=1e-5, atol=1e-5)
 
 
 def test_one_placeholder_is_expanded_to_the_leaves() -> None:

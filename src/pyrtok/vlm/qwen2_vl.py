@@ -39,7 +39,7 @@ from pyrtok.vlm.mixed_resolution_vlm import (
 )
 from pyrtok.vlm.qwen2_vl_patches import pixel_tokens
 from pyrtok.vlm.qwen2_vl_rope import leaf_mrope, mrope_positions
-from pyrtok.vlm.qwen2_vl_tower import encode_qwen2_vl, qwen2_vl_parts
+from pyrtok.vlm.qwen2_vl_tower import check_windows, encode_qwen2_vl, qwen2_vl_parts
 from pyrtok.vlm.sequence import MergedSequence, split_at_image
 from pyrtok.vlm.wiring import embed_text
 
@@ -85,7 +85,9 @@ def check_qwen2_vl_images(pixel_values: object, leaf: int, max_patch: int) -> No
 
 
 class Qwen2VLMixedResolutionVLM(MixedResolutionVLM):
-    """:class:`~pyrtok.vlm.MixedResolutionVLM` on a ``Qwen2VLForConditionalGeneration``.
+    """:class:`~pyrtok.vlm.MixedResolutionVLM` on a ``Qwen2VLForConditionalGeneration`` (or a
+    ``Qwen2_5_VLForConditionalGeneration``, whose windows need ``max_patch`` to divide
+    ``window_size``, see :mod:`~pyrtok.vlm.qwen2_vl_tower`).
 
     Args:
         model: the Qwen2-VL model (its tower, merger and LM are used as they are).
@@ -120,12 +122,14 @@ class Qwen2VLMixedResolutionVLM(MixedResolutionVLM):
             )
         kwargs.setdefault("image_token_id", parts.image_token_id)
         super().__init__(parts.visual, model, "identity", budget=budget, **kwargs)
+        check_windows(parts, self.max_patch)
         self.parts = parts
 
     def vision_geometry(self, vision_model: nn.Module) -> tuple[int, int]:
         """``(28, merger output width)``: a level-0 leaf is one merge group."""
         config: Any = vision_model.config
-        return int(config.patch_size * config.spatial_merge_size), int(config.hidden_size)
+        out = getattr(config, "out_hidden_size", None) or config.hidden_size  # Qwen2.5-VL
+        return int(config.patch_size * config.spatial_merge_size), int(out)
 
     def vision_features(self, tokens: TokenizedImages) -> MixedResolutionFeatures:
         """Qwen2-VL's tower and merger on the leaves (:func:`encode_qwen2_vl`)."""

@@ -15,9 +15,15 @@ With every leaf at level 0 in raster order, the packed sequence is exactly what 
 image processor makes of the image (merge groups row-major, sub-patches row-major inside),
 so the features equal the tower's own.
 
-Qwen2.5-VL's tower is not supported: it reorders the patches into windows of ``window_size``
-px and runs most blocks with attention inside a window only. :func:`qwen2_vl_parts` raises for
-it (see the guide's Qwen2-VL page for why and what supporting it needs).
+Qwen2.5-VL's tower is supported the same way: it runs most blocks with attention inside
+``window_size`` (112) px windows of the image, full attention in ``fullatt_block_indexes``, on
+a sequence reordered window by window. A leaf keeps its window when no leaf crosses a window
+border: with ``max_patch`` dividing ``window_size`` every cell, hence every leaf, lies in one
+window. The leaves are then ordered window by window (raster order inside a window, as
+Qwen2.5-VL orders its merge groups), windowed blocks attend within a window's leaves, full
+blocks within the image's, and the merger's outputs go back to the allocation's order. At full
+detail this is Qwen2.5-VL's own forward. A larger ``max_patch`` would give leaves that span
+several windows: :func:`check_windows` raises for it.
 """
 
 from __future__ import annotations
@@ -46,6 +52,8 @@ class Qwen2VLParts:
         image_token_id: the image placeholder id.
         video_token_id: the video placeholder id (rejected: images only).
         out_size: width of the merger's output (the LM's hidden size).
+        window: Qwen2.5-VL's attention window side in pixels (``None``: Qwen2-VL, no windows).
+        full_blocks: the blocks with full attention when there are windows.
     """
 
     visual: nn.Module
@@ -55,6 +63,8 @@ class Qwen2VLParts:
     image_token_id: int
     video_token_id: int | None
     out_size: int
+    window: int | None = None
+    full_blocks: frozenset[int] = frozenset()
 
     @property
     def leaf_size(self) -> int:
@@ -63,8 +73,9 @@ class Qwen2VLParts:
 
 
 def qwen2_vl_parts(model: nn.Module) -> Qwen2VLParts:
-    """The tower and geometry of a ``Qwen2VLForConditionalGeneration`` (transformers 4.5x
-    and 5.x layouts: ``model.visual`` or ``model.model.visual``).
+    """The tower and geometry of a ``Qwen2VLForConditionalGeneration`` or
+    ``Qwen2_5_VLForConditionalGeneration`` (transformers 4.5x and 5.x layouts:
+    ``model.visual`` or ``model.model.visual``).
 
     Examples:
         >>> from pyrtok.vlm.testing import tiny_qwen2_vl
@@ -81,21 +92,15 @@ def qwen2_vl_parts(model: nn.Module) -> Qwen2VLParts:
             f"model: expected a Qwen2VLForConditionalGeneration (a config with vision_config "
             f"and a vision tower at .model.visual or .visual), got {type(model).__name__}"
         )
-    if getattr(config, "model_type", "") == "qwen2_5_vl" or hasattr(
-        visual, "fullatt_block_indexes"
-    ):
-        raise ValueError(
-            "model: Qwen2.5-VL is not supported: its vision tower reorders patches into "
-            f"{getattr(vision, 'window_size', 112)}-px windows and runs most blocks with "
-            "attention inside a window only, a layout pyrtok's leaves do not follow yet; use "
-            "a Qwen2-VL model (Qwen2VLForConditionalGeneration)"
-        )
     token = getattr(config, "image_token_id", None)
     if not isinstance(token, int):
         raise ValueError(f"model: its config has no int image_token_id, got {token!r}")
     video = getattr(config, "video_token_id", None)
-    out = getattr(vision, "hidden_size", None)
+    out = getattr(vision, "out_hidden_size", None) or getattr(vision, "hidden_size", None)
     text = getattr(config, "text_config", config)
+    window = (
+        getattr(vision, "window_size", None) if hasattr(vision, "fullatt_block_indexes") else None
+    )
     return Qwen2VLParts(
         visual=visual,
         patch_size=int(vision.patch_size),
@@ -104,7 +109,43 @@ def qwen2_vl_parts(model: nn.Module) -> Qwen2VLParts:
         image_token_id=token,
         video_token_id=video if isinstance(video, int) else None,
         out_size=int(out if isinstance(out, int) else text.hidden_size),
+        window=window,
+        full_blocks=frozenset(getattr(vision, "fullatt_block_indexes", ())),
     )
+
+
+def check_windows(parts: Qwen2VLParts, max_patch: int) -> None:
+    """Raise when leaves of ``max_patch`` px could cross Qwen2.5-VL's attention windows.
+
+    Examples:
+        >>> parts = Qwen2VLParts(nn.Identity(), 14, 2, 2, 90, None, 64, window=112)
+        >>> check_windows(parts, 112)
+        >>> try:
+        ...     check_windows(parts, 224)
+        ... except ValueError as error:
+        ...     print(str(error)[:59])
+        max_patch: 224 px leaves would span several of Qwen2.5-VL's
+    """
+    if parts.window is not None and parts.window % max_patch:
+        raise ValueError(
+            f"max_patch: {max_patch} px leaves would span several of Qwen2.5-VL's "
+            f"{parts.window}-px attention windows, which its windowed blocks cannot attend "
+            f"across; use a max_patch that divides {parts.window} (e.g. {parts.window})"
+        )
+
+
+def window_order(boxes: Tensor, mask: Tensor, window: int) -> Tensor:
+    """``(B, N)`` key of each leaf's window, increasing in raster order over the windows
+    (``-1`` on padding). ``boxes (B, N, 3)`` are leaf centres and sides in pixels.
+
+    Examples:
+        >>> boxes = torch.tensor([[[14.0, 14.0, 28.0], [14.0, 126.0, 28.0], [126.0, 14.0, 28.0]]])
+        >>> window_order(boxes, torch.ones(1, 3).bool(), 112).tolist()
+        [[0, 1, 2]]
+    """
+    cell = (boxes[..., :2] / window).floor().long()
+    columns = int(cell[..., 1].max()) + 1 if cell.numel() else 1
+    return torch.where(mask, cell[..., 0] * columns + cell[..., 1], -1)
 
 
 def encode_qwen2_vl(parts: Qwen2VLParts, tokens: TokenizedImages) -> Tensor:
@@ -143,9 +184,23 @@ def encode_qwen2_vl(parts: Qwen2VLParts, tokens: TokenizedImages) -> Tensor:
         positions[real], rotary.inv_freq, float(getattr(rotary, "attention_scaling", 1.0))
     )
     hidden = visual.patch_embed(sub[real])
-    for block in visual.blocks:
-        hidden = block(hidden, cu_seqlens=cu_seqlens, position_embeddings=(cos, sin))
+    windows = cu_seqlens
+    order = torch.arange(int(mask.sum()), device=mask.device)
+    if parts.window is not None:  # Qwen2.5-VL: leaves window by window, image by image
+        key = window_order(tokens.positions, mask, parts.window)
+        row = torch.arange(mask.shape[0], device=mask.device)[:, None].expand_as(mask)
+        flat = (row * (int(key.max()) + 1) + key)[mask]
+        order = torch.sort(flat, stable=True).indices
+        counts = torch.unique_consecutive(flat[order], return_counts=True)[1] * group
+        windows = F.pad(counts.cumsum(0, dtype=torch.int32), (1, 0))
+        sub_order = (order[:, None] * group + torch.arange(group, device=order.device)).flatten()
+        hidden, cos, sin = hidden[sub_order], cos[sub_order], sin[sub_order]
+    for index, block in enumerate(visual.blocks):
+        full = parts.window is None or index in parts.full_blocks
+        hidden = block(
+            hidden, cu_seqlens=cu_seqlens if full else windows, position_embeddings=(cos, sin)
+        )
     merged = visual.merger(hidden)
     out = merged.new_zeros((*mask.shape, merged.shape[-1]))
-    out[mask] = merged
+    out[mask] = merged[torch.argsort(order)]
     return out  # type: ignore[no-any-return]

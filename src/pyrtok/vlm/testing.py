@@ -105,30 +105,50 @@ def tiny_llava(image_token_id: int = 63, seed: int = 0, vision: str = "clip") ->
     return LlavaForConditionalGeneration(config).eval()  # type: ignore[no-untyped-call]
 
 
-def tiny_qwen2_vl(seed: int = 0) -> Any:
+def tiny_qwen2_vl(seed: int = 0, version: str = "2") -> Any:
     """A ``Qwen2VLForConditionalGeneration`` with random weights (eager attention): a 2-block
     tower (14 px patches, 2 x 2 merge, 32 wide) and a 2-layer LM (64 wide, vocabulary 96;
-    image token 90, video 91, vision start/end 88/89, eos 2).
+    image token 90, video 91, vision start/end 88/89, eos 2). ``version="2.5"`` gives a
+    ``Qwen2_5_VLForConditionalGeneration``: a 3-block tower with 112 px attention windows
+    and full attention in block 1.
 
     Examples:
         >>> model = tiny_qwen2_vl()
         >>> model.config.image_token_id, model.config.vision_config.patch_size
         (90, 14)
+        >>> tiny_qwen2_vl(version="2.5").config.vision_config.window_size
+        112
     """
     import transformers
-    from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration
 
-    torch.manual_seed(seed)
-    vision = {
-        "depth": 2,
-        "embed_dim": 32,
-        "hidden_size": 64,
-        "num_heads": 4,
-        "mlp_ratio": 2,
+    config_class: Any
+    model_class: Any
+    common: dict[str, Any] = {
         "patch_size": 14,
         "spatial_merge_size": 2,
         "temporal_patch_size": 2,
+        "num_heads": 4,
     }
+    if version == "2":
+        from transformers import Qwen2VLConfig as config_class
+        from transformers import Qwen2VLForConditionalGeneration as model_class
+
+        vision = common | {"depth": 2, "embed_dim": 32, "hidden_size": 64, "mlp_ratio": 2}
+    elif version == "2.5":
+        from transformers import Qwen2_5_VLConfig as config_class
+        from transformers import Qwen2_5_VLForConditionalGeneration as model_class
+
+        vision = common | {
+            "depth": 3,
+            "hidden_size": 32,
+            "out_hidden_size": 64,
+            "intermediate_size": 64,
+            "window_size": 112,
+            "fullatt_block_indexes": [1],
+        }
+    else:
+        raise ValueError(f"version: expected '2' or '2.5', got {version!r}")
+    torch.manual_seed(seed)
     text = {
         "vocab_size": 96,
         "hidden_size": 64,
@@ -143,7 +163,7 @@ def tiny_qwen2_vl(seed: int = 0) -> Any:
         "pad_token_id": 0,
     }
     # transformers >= 4.52 nests the LM settings in text_config; 4.5x before reads them flat.
-    nested = hasattr(transformers, "Qwen2VLTextConfig")
+    nested = hasattr(transformers, "Qwen2VLTextConfig")  # 2.5's arrived in the same release
     settings: dict[str, Any] = {"text_config": text} if nested else dict(text)
     settings |= {
         "vision_config": vision,
@@ -153,5 +173,5 @@ def tiny_qwen2_vl(seed: int = 0) -> Any:
         "vision_start_token_id": 88,
         "vision_end_token_id": 89,
     }
-    model: Any = Qwen2VLForConditionalGeneration(Qwen2VLConfig(**settings))
+    model = model_class(config_class(**settings))
     return model.eval()
