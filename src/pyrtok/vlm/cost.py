@@ -84,7 +84,7 @@ def lm_prefill_flops(
         layer_flops(layer, text_tokens + n, causal=True)
         for layer, n in zip(layers, visual_per_layer, strict=True)
     )
-    head = language_model.get_output_embeddings()
+    head = getattr(language_model, "get_output_embeddings", lambda: None)()
     return total + (2.0 * head.weight.numel() if isinstance(head, nn.Linear) else 0.0)
 
 

@@ -76,7 +76,7 @@ def _rope(attention: nn.Module) -> Any:
 
 
 def last_token_attention(
-    attention: nn.Module, hidden: Tensor, position_embeddings: Any, real: Tensor
+    attention: Any, hidden: Tensor, position_embeddings: Any, real: Tensor
 ) -> Tensor:
     """Attention of each row's last real token over all tokens, mean over heads.
 
@@ -212,7 +212,7 @@ class InLLMPruning:
         kept = self.kept(int(counts[0]))
         for (layer, _), count in zip(self.stages, kept, strict=True):
             handles.append(
-                self.layers[layer - 1].self_attn.register_forward_pre_hook(
+                _module(self.layers[layer - 1].self_attn).register_forward_pre_hook(
                     self._rank(state, layer, count), with_kwargs=True
                 )
             )
@@ -249,7 +249,7 @@ class InLLMPruning:
         def hook(module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
             if state.decoding:  # the prefill decided
                 return
-            hidden = kwargs.get("hidden_states", args[0] if args else None)
+            hidden = kwargs["hidden_states"] if "hidden_states" in kwargs else args[0]
             index = self._index_at(state, layer - 1)
             real = state.real.gather(1, index)
             image = state.image_mask.gather(1, index)
@@ -310,6 +310,12 @@ class InLLMPruning:
         return state.index_at[starts[-1]] if starts else state.index
 
 
+def _module(module: object) -> nn.Module:
+    if not isinstance(module, nn.Module):
+        raise TypeError(f"language_model: expected an attention module, got {module!r}")
+    return module
+
+
 def _mask_length(mask: Any) -> int:
     return int(mask.shape[-1]) if isinstance(mask, Tensor) else 0
 
@@ -330,8 +336,9 @@ def pyramid_drop(
     language_model: nn.Module, layers: Sequence[int] | None = None, ratio: float = 0.5
 ) -> InLLMPruning:
     """PyramidDrop: at each of ``layers`` (default: the LM split into 4 equal stages, e.g. 8,
-    16, 24 of 32 as the paper's ``layer_list``) keep ``ratio`` (its ``lambda``, default 0.5) of
-    the image tokens still there, ranked by the last instruction token's attention.
+    16, 24 of 32 as the paper's ``layer_list``; fewer stages in LMs under 4 layers) keep
+    ``ratio`` (its ``lambda``, default 0.5) of the image tokens still there, ranked by the last
+    instruction token's attention.
 
     Examples:
         >>> from pyrtok.vlm.testing import tiny_llama
@@ -340,7 +347,7 @@ def pyramid_drop(
     """
     count = len(decoder_layers(language_model))
     if layers is None:
-        layers = [count * i // 4 for i in range(1, 4) if count * i // 4 >= 1]
+        layers = sorted({count * i // 4 for i in range(1, 4)} - {0})
     if not 0 <= ratio <= 1:
         raise ValueError(f"ratio: expected a fraction in [0, 1], got {ratio!r}")
     return InLLMPruning(

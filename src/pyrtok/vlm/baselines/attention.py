@@ -115,7 +115,8 @@ def received_attention(
         for start in range(0, rows.shape[2], chunk):
             weights = torch.softmax(rows[:, :, start : start + chunk] @ k.transpose(2, 3), -1)
             total += weights.sum(dim=2).mean(dim=1)
-        return total[:, prefix:] / rows.shape[2]
+        scores: Tensor = total[:, prefix:] / rows.shape[2]
+        return scores
 
 
 def _float(bias: Tensor | None) -> Tensor | None:

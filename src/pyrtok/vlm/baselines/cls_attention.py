@@ -57,12 +57,18 @@ class ClsAttentionSelector(GridSelector):
         self, vision_model: nn.Module, budget: int, layer: int = -2, mode: AttentionMode = "cls"
     ) -> None:
         super().__init__(budget)
+        self.attention: nn.Module
         if mode not in ATTENTION_MODES:
             raise ValueError(f"mode: expected one of {ATTENTION_MODES}, got {mode!r}")
         self.mode = mode
         self.layer = layer
-        self.attention = find_attention(vision_model, layer)
-        self.inputs = LayerInputs(self.attention)
+        attention = find_attention(vision_model, layer)
+        object.__setattr__(self, "attention", attention)  # watched, not owned: no submodule
+        self.inputs = LayerInputs(attention)
+
+    def remove_hook(self) -> None:
+        """Stop watching the encoder layer (the selector cannot score afterwards)."""
+        self.inputs.remove()
 
     def scores(self, rows: int, cols: int) -> Tensor:
         """``(B, rows * cols)`` attention scores of the latest encoder run's grid tokens."""
