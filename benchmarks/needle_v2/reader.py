@@ -1,0 +1,182 @@
+"""The frozen local token reader: a small CNN that reads one 16 x 16 token view.
+
+Every quadtree node of a scene has a *view*: its square of Gaussian pyramid level ``k`` (the
+level its leaf token reads; depth ``d`` = level ``2 - d``), 16 x 16 px. The reader maps one view
+to 11 classes (digits 0-9, 10 = no readable digit); its receptive field is that one view, so a
+token's reading depends on nothing outside the token. :func:`read_nodes` runs it once on all
+336 nodes of each scene (16 cells, 64 half-, 256 full-resolution nodes) and the answer for any
+allocation is then a lookup, :func:`answer`: the digit of highest probability over the nodes
+the allocation has (``Allocation.nodes()``: its leaves and the nodes they subdivide, whose
+coarse view the leaves determine -- up to the 1 px ring the pyramid's 5-tap kernel draws from
+outside the node, as every token already does).
+
+Training views (:func:`training_views`): each node that contains the whole digit is labelled
+with the digit, at every level (the reader learns what each resolution allows); nodes that do
+not touch the digit, and fragments of a large digit, are labelled 10.
+"""
+
+from __future__ import annotations
+
+import torch
+from einops import rearrange
+from torch import Tensor, nn
+
+from pyrtok.allocation import QuadtreeGeometry, cell_pyramid
+
+from .scenes import MAX_PATCH, PATCH, SIZE, SceneBatch
+
+GEOMETRY = QuadtreeGeometry.create(SIZE, SIZE, PATCH, MAX_PATCH)
+DEPTHS = GEOMETRY.depth + 1
+NODES = GEOMETRY.num_cells * (4**DEPTHS - 1) // 3
+NONE = 10
+
+
+def node_views(images: Tensor) -> list[Tensor]:
+    """Views of every node: ``images`` ``(B, 3, 256, 256)`` uint8 -> entry ``d``
+    ``(B, 4 * 2**d, 4 * 2**d, 3, 16, 16)`` float32 in ``[0, 1]`` (level ``2 - d``).
+
+    Examples:
+        >>> [tuple(v.shape[:3]) for v in node_views(torch.zeros(1, 3, 256, 256, dtype=torch.uint8))]
+        [(1, 4, 4), (1, 8, 8), (1, 16, 16)]
+    """
+    levels = cell_pyramid(images.float() / 255, GEOMETRY)
+    return [
+        rearrange(levels[DEPTHS - 1 - d], "b c (r p) (s q) -> b r s c p q", p=PATCH, q=PATCH)
+        for d in range(DEPTHS)
+    ]
+
+
+def contains(boxes: Tensor, depth: int) -> tuple[Tensor, Tensor]:
+    """Which nodes of ``depth`` contain the whole digit box, and which overlap it:
+    ``boxes`` ``(B, 3)`` ``(top, left, side)`` -> two bool ``(B, n, n)``, ``n = 4 * 2**depth``."""
+    side = MAX_PATCH >> depth
+    n = SIZE // side
+    start = torch.arange(n, device=boxes.device) * side
+    top, left, size = (boxes[:, i, None] for i in range(3))
+
+    def span(lo: Tensor) -> tuple[Tensor, Tensor]:
+        inside = (start <= lo) & (lo + size <= start + side)
+        overlap = (start < lo + size) & (lo < start + side)
+        return inside, overlap
+
+    rows_in, rows_over = span(top)
+    cols_in, cols_over = span(left)
+    return rows_in[:, :, None] & cols_in[:, None, :], rows_over[:, :, None] & cols_over[:, None, :]
+
+
+def node_labels(batch: SceneBatch) -> list[Tensor]:
+    """Per depth ``(B, n, n)`` int64: the digit where the node holds the whole digit, else 10."""
+    out = []
+    for d in range(DEPTHS):
+        inside, _ = contains(batch.boxes, d)
+        out.append(torch.where(inside, batch.labels[:, None, None], NONE))
+    return out
+
+
+def training_views(
+    batch: SceneBatch, others: int, generator: torch.Generator
+) -> tuple[Tensor, Tensor]:
+    """Every digit-holding and fragment view of ``batch`` plus ``others`` random other views per
+    scene: ``(M, 3, 16, 16)`` float32 and ``(M,)`` labels."""
+    views, labels = [], []
+    for d, (view, label) in enumerate(
+        zip(node_views(batch.images), node_labels(batch), strict=True)
+    ):
+        _, overlap = contains(batch.boxes, d)
+        flat_view, flat_label = view.flatten(0, 2), label.flatten()
+        wanted = (label != NONE) | overlap
+        wanted |= torch.rand(label.shape, generator=generator) < others / NODES
+        views.append(flat_view[wanted.flatten()])
+        labels.append(flat_label[wanted.flatten()])
+    return torch.cat(views), torch.cat(labels)
+
+
+class Reader(nn.Sequential):
+    """``(N, 3, 16, 16)`` views in ``[0, 1]`` -> ``(N, 11)`` logits; two 3 x 3 convolutions at
+    full resolution (strokes are 1-2 px), two at 8 x 8, one at 4 x 4; 0.1M parameters, 4M
+    multiply-adds per view.
+
+    Examples:
+        >>> Reader()(torch.rand(2, 3, 16, 16)).shape
+        torch.Size([2, 11])
+    """
+
+    def __init__(self, width: int = 24) -> None:
+        def block(c_in: int, c_out: int) -> list[nn.Module]:
+            return [nn.Conv2d(c_in, c_out, 3, padding=1), nn.BatchNorm2d(c_out), nn.GELU()]
+
+        super().__init__(
+            *block(3, width),
+            *block(width, width),
+            nn.MaxPool2d(2),
+            *block(width, 2 * width),
+            *block(2 * width, 2 * width),
+            nn.MaxPool2d(2),
+            *block(2 * width, 4 * width),
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
+            nn.Linear(4 * width, NONE + 1),
+        )
+
+    def forward(self, views: Tensor) -> Tensor:
+        return super().forward(views - views.mean(dim=(2, 3), keepdim=True))
+
+
+def train_reader(
+    reader: Reader, views: Tensor, labels: Tensor, steps: int, batch: int, lr: float, seed: int
+) -> float:
+    """AdamW with a cosine schedule on random minibatches (random flips of ``NONE`` views only,
+    digits are not flip-invariant); returns the training accuracy of the last 100 steps."""
+    generator = torch.Generator().manual_seed(seed)
+    device = next(reader.parameters()).device
+    optimiser = torch.optim.AdamW(reader.parameters(), lr=lr, weight_decay=0.05)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, lr, total_steps=steps)
+    reader.train()
+    correct = seen = 0
+    for step in range(steps):
+        pick = torch.randint(len(labels), (batch,), generator=generator)
+        x, y = views[pick].to(device), labels[pick].to(device)
+        logits = reader(x)
+        loss = nn.functional.cross_entropy(logits, y, label_smoothing=0.05)
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        optimiser.step()
+        schedule.step()
+        if step >= steps - 100:
+            correct += int((logits.argmax(-1) == y).sum())
+            seen += batch
+    reader.eval()
+    return correct / max(seen, 1)
+
+
+@torch.no_grad()
+def read_nodes(reader: Reader, images: Tensor, chunk: int = 16) -> list[Tensor]:
+    """The reader's digit probabilities on every node, computed once per scene: entry ``d``
+    ``(B, n, n, 10)`` float32 (class 10 dropped after the softmax)."""
+    device = next(reader.parameters()).device
+    parts: list[list[Tensor]] = [[] for _ in range(DEPTHS)]
+    for start in range(0, images.shape[0], chunk):
+        for d, view in enumerate(node_views(images[start : start + chunk].to(device))):
+            probs = reader(view.flatten(0, 2)).softmax(-1)[:, :NONE]
+            parts[d].append(probs.reshape(*view.shape[:3], NONE).cpu())
+    return [torch.cat(p) for p in parts]
+
+
+def answer(probabilities: list[Tensor], visible: list[Tensor]) -> Tensor:
+    """The digit read from the ``visible`` nodes (``Allocation.nodes()``, bool ``(B, n, n)``
+    per depth): the class of highest probability over them, ``(B,)`` int64.
+
+    Examples:
+        >>> p = [torch.zeros(1, 1, 1, 10), torch.zeros(1, 2, 2, 10)]
+        >>> p[0][0, 0, 0, 3], p[1][0, 1, 1, 7] = 0.4, 0.9
+        >>> seen = [torch.ones(1, 1, 1, dtype=torch.bool), torch.zeros(1, 2, 2, dtype=torch.bool)]
+        >>> answer(p, seen).tolist(), answer(p, [seen[0], ~seen[1]]).tolist()
+        ([3], [7])
+    """
+    best = torch.stack(
+        [
+            (p * v[..., None]).flatten(1, 2).amax(1)
+            for p, v in zip(probabilities, visible, strict=True)
+        ]
+    )
+    return best.amax(0).argmax(-1)

@@ -1,0 +1,206 @@
+"""Needle v2: one command, resumable, from the crop-oracle check to the paired tables.
+
+Stages (each writes its result under ``--checkpoints`` and is skipped when that file exists):
+
+1. ``reader``: per seed, train the local token reader on training scenes (both variants, 30 %
+   large digits, contrast drawn from the wide ``CALIBRATION_CONTRAST``, so the reader never
+   depends on the scenes' fixed contrast); frozen afterwards.
+2. ``calibrate`` (seed 0's reader, before any allocator): the crop-oracle check -- accuracy on
+   the ground-truth digit views of small digits at full, half and quarter resolution, per
+   contrast bin (test photos, scene seed 2000, never evaluated on).
+3. ``evaluate``: per seed and variant, test scenes (seed ``1000 + seed``, half small, half
+   large), the reader run once on all 336 nodes of each, then every arm of
+   :data:`arms.ARMS` at every budget of :data:`arms.BUDGETS`: per-scene correctness and hit.
+4. ``report``: tables with paired tests, the goal checks, the plot and the allocation figure.
+
+Run (the numbers in docs/benchmarks.md, reduced configuration, ~20 min on 2 CPU cores):
+    nice -n 15 python benchmarks/needle_v2/run.py --config reduced
+Full configuration (~2 h on 2 CPU cores; minutes with --device cuda):
+    python benchmarks/needle_v2/run.py --config full
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from needle_v2.arms import ARMS, BUDGETS
+from needle_v2.controls import hits
+from needle_v2.reader import (
+    NONE,
+    Reader,
+    answer,
+    contains,
+    node_views,
+    read_nodes,
+    train_reader,
+    training_views,
+)
+from needle_v2.report import calibration_table, write_report
+from needle_v2.scenes import CALIBRATION_CONTRAST, VARIANTS, SceneBatch, scenes
+
+
+@dataclass(frozen=True)
+class Config:
+    """Sizes of one run."""
+
+    train_scenes: int  # per variant
+    steps: int
+    batch: int
+    lr: float
+    others: int  # random non-digit views per training scene
+    calibration_scenes: int  # per variant
+    test_scenes: int  # per variant and seed
+
+
+CONFIGS = {
+    "full": Config(3000, 3000, 256, 3e-3, 8, 2000, 1000),
+    "reduced": Config(1500, 1200, 256, 3e-3, 8, 600, 400),
+    "smoke": Config(16, 4, 32, 1e-3, 4, 8, 8),
+}
+
+
+def _train_batch(config: Config, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    generator = torch.Generator().manual_seed(seed)
+    parts = [
+        training_views(
+            scenes("train", v, seed, config.train_scenes, 0.3, CALIBRATION_CONTRAST),
+            config.others,
+            generator,
+        )
+        for v in VARIANTS
+    ]
+    return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
+
+
+def reader_for(seed: int, config: Config, folder: Path, device: str) -> Reader:
+    """Stage 1: the frozen reader of ``seed`` (trained unless its checkpoint exists)."""
+    path = folder / f"reader-seed{seed}.pt"
+    torch.manual_seed(seed)
+    reader = Reader().to(device)
+    if path.exists():
+        reader.load_state_dict(torch.load(path, map_location=device, weights_only=True))
+        return reader.eval()
+    start = time.perf_counter()
+    views, labels = _train_batch(config, seed)
+    accuracy = train_reader(reader, views, labels, config.steps, config.batch, config.lr, seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.save(reader.state_dict(), path)
+    record = {
+        "train_accuracy": accuracy,
+        "views": len(labels),
+        "seconds": time.perf_counter() - start,
+    }
+    path.with_suffix(".json").write_text(json.dumps(record))
+    print(f"reader seed {seed}: {record}", flush=True)
+    return reader.eval()
+
+
+@torch.no_grad()
+def calibrate(reader: Reader, config: Config, folder: Path, device: str) -> dict:
+    """Stage 2: the crop-oracle check (small digits only): per scene, whether the reader's digit
+    argmax on the digit's own view is right at full (depth 2), half (1) and quarter (0)."""
+    path = folder / "calibration.json"
+    if path.exists():
+        return json.loads(path.read_text())
+    rows: dict[str, list] = {"contrast": [], "full": [], "half": [], "quarter": [], "variant": []}
+    for variant in VARIANTS:
+        batch = scenes("test", variant, 2000, config.calibration_scenes, 0.0, CALIBRATION_CONTRAST)
+        for start in range(0, len(batch), 64):
+            part = slice(start, start + 64)
+            views = node_views(batch.images[part].to(device))
+            for d, name in ((2, "full"), (1, "half"), (0, "quarter")):
+                inside, _ = contains(batch.boxes[part].to(device), d)
+                digit_view = views[d][inside]
+                guess = reader(digit_view)[:, :NONE].argmax(-1).cpu()
+                rows[name] += (guess == batch.labels[part]).tolist()
+        rows["contrast"] += batch.contrasts.tolist()
+        rows["variant"] += [variant] * len(batch)
+    path.write_text(json.dumps(rows))
+    return rows
+
+
+def evaluate(
+    seed: int, variant: str, reader: Reader, config: Config, folder: Path
+) -> dict[str, object]:
+    """Stage 3 for one (seed, variant): per-scene outcomes of every arm at every budget."""
+    path = folder / f"outcomes-{variant}-seed{seed}.pt"
+    done: dict[str, object] = torch.load(path, weights_only=False) if path.exists() else {}
+    batch: SceneBatch | None = None
+    probabilities: list[torch.Tensor] | None = None
+    for arm in ARMS:
+        if arm.name in done:
+            continue
+        if batch is None:
+            batch = scenes("test", variant, 1000 + seed, config.test_scenes)
+            start = time.perf_counter()
+            probabilities = read_nodes(reader, batch.images)
+            print(f"read {variant} seed {seed}: {time.perf_counter() - start:.1f} s", flush=True)
+            done["scenes"] = {
+                "labels": batch.labels,
+                "large": batch.large,
+                "contrasts": batch.contrasts,
+            }
+        assert probabilities is not None
+        visible = arm.visible(batch, BUDGETS)
+        done[arm.name] = {
+            b: {
+                "correct": answer(probabilities, v) == batch.labels,
+                "hit": hits(v, batch.boxes),
+            }
+            for b, v in visible.items()
+        }
+        torch.save(done, path)
+    return done
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument("--config", choices=list(CONFIGS), default="reduced")
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--out", type=Path, default=Path("docs/needle_v2"))
+    parser.add_argument("--checkpoints", type=Path, default=Path(".needle/v2"))
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument(
+        "--until",
+        choices=("calibrate", "report"),
+        default="report",
+        help="stop after the crop-oracle check (how CONTRAST was fixed before any allocator ran)",
+    )
+    args = parser.parse_args(argv)
+    config = CONFIGS[args.config]
+    folder = args.checkpoints / args.config
+    started = time.perf_counter()
+    readers = [reader_for(s, config, folder, args.device) for s in range(args.seeds)]
+    calibration = calibrate(readers[0], config, folder, args.device)
+    if args.until == "calibrate":
+        print(calibration_table(calibration))
+        return
+    runs = [
+        {"seed": s, "variant": v, **evaluate(s, v, readers[s], config, folder)}
+        for s in range(args.seeds)
+        for v in VARIANTS
+    ]
+    args.out.mkdir(parents=True, exist_ok=True)
+    meta = {"config": args.config, **asdict(config), "seeds": args.seeds}
+    meta["readers"] = [
+        json.loads((folder / f"reader-seed{s}.json").read_text())
+        for s in range(args.seeds)
+        if (folder / f"reader-seed{s}.json").exists()
+    ]
+    write_report(runs, calibration, meta, args.out)
+    print(f"done in {time.perf_counter() - started:.0f} s; tables in {args.out / 'results.md'}")
+
+
+if __name__ == "__main__":
+    main()

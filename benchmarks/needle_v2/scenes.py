@@ -1,0 +1,172 @@
+"""Needle v2 scenes: one digit, drawn at its native size, that only full resolution can read.
+
+A scene is a 256 x 256 crop of a photo (v1's photos, crops and disjoint digit halves:
+:mod:`needle.scenes`) with one scikit-learn ``load_digits`` digit blended in. The quadtree is
+v2's geometry: 16 px finest tokens, 64 px cells, 3 pyramid levels (a leaf at level ``k`` is its
+``16 * 2**k`` px square downsampled ``2**k`` times to 16 x 16).
+
+- **small** digits are ``SMALL`` = 8-12 px (the 8 x 8 glyph at most 1.5x enlarged) inside one
+  16 px finest patch: at full resolution one token holds the whole digit; at half resolution it
+  is 4-6 px, at the coarsest 2-3 px.
+- **large** digits are ``LARGE`` = 40-56 px inside one 64 px cell: readable from the coarsest
+  token (10-14 px there). Test sets alternate small (even index) and large (odd index).
+
+Ink is the local background mean +- ``contrast`` (darker on bright ground 80 % of the time),
+``contrast`` uniform in ``CONTRAST``. The *distractor* variant adds v1's clutter (4 texture
+patches, 3 scribbles), kept ``MARGIN`` px clear of the digit's box.
+
+**Which parameters were fixed when** (2026-12-01, before any allocator was run on v2 scenes):
+``SMALL``, ``LARGE``, the patch alignment and the geometry were fixed on physical grounds (a
+small digit fills one finest token and loses its strokes at half resolution). ``CONTRAST`` was
+then fixed from the crop-oracle check (``run.py --stage calibrate``, table in
+``docs/needle_v2/calibration.md``): a reader trained on ground-truth digit views of scenes with
+contrast drawn from the wide ``CALIBRATION_CONTRAST`` range, read per contrast bin at full and
+half resolution; ``CONTRAST`` is the range of bins where full resolution reads >= 95 %.
+Nothing was changed after allocator results were seen.
+
+Everything is a pure function of ``(split, variant, seed, index)``.
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from needle.scenes import SPLITS, Box, _blend, _crop, _distract, digits
+from PIL import Image
+from torch import Tensor
+
+SIZE = 256
+PATCH = 16
+MAX_PATCH = 64
+SMALL = (8, 12)
+LARGE = (40, 56)
+CALIBRATION_CONTRAST = (0.04, 0.5)
+CONTRAST = (0.12, 0.5)
+MARGIN = 2
+VARIANTS = ("plain", "distractor")
+
+
+@dataclass(frozen=True)
+class Scene:
+    """One scene: ``image`` ``(256, 256, 3)`` float32 in ``[0, 1]``, its digit ``label``, the
+    digit's ``box``, the ``contrast`` it was drawn with and whether it is ``large``."""
+
+    image: np.ndarray
+    label: int
+    box: Box
+    contrast: float
+    large: bool
+
+
+def _generator(split: str, variant: str, seed: int, index: int) -> np.random.Generator:
+    key = zlib.crc32(f"v2/{split}/{variant}".encode())
+    return np.random.default_rng([key, seed, index])
+
+
+def _paste_digit(
+    rng: np.random.Generator, image: np.ndarray, split: str, large: bool, contrast_range: tuple
+) -> tuple[int, Box, float]:
+    """Blend one digit into ``image`` inside one finest patch (small) or one cell (large)."""
+    glyphs, labels = digits(split)
+    pick = int(rng.integers(len(glyphs)))
+    low, high = LARGE if large else SMALL
+    side = int(rng.integers(low, high + 1))
+    tile = MAX_PATCH if large else PATCH
+    alpha = glyphs[pick]
+    if side != alpha.shape[0]:
+        alpha = np.asarray(
+            Image.fromarray(alpha).resize((side, side), Image.Resampling.BILINEAR)
+        ).clip(0, 1)
+    tiles = SIZE // tile
+    row, col = (int(rng.integers(tiles)) for _ in range(2))
+    top, left = (t * tile + int(rng.integers(tile - side + 1)) for t in (row, col))
+    local = image[top : top + side, left : left + side].mean(axis=(0, 1))
+    contrast = float(rng.uniform(*contrast_range))
+    darker = local.mean() > 0.5 if rng.random() < 0.8 else local.mean() <= 0.5
+    ink = np.clip(local - contrast if darker else local + contrast, 0, 1)
+    _blend(image, alpha, ink, top, left)
+    return int(labels[pick]), Box(top, left, side), contrast
+
+
+def scene(
+    split: str,
+    variant: str,
+    seed: int,
+    index: int,
+    large: bool | None = None,
+    contrast: tuple[float, float] = CONTRAST,
+) -> Scene:
+    """One scene; ``large`` defaults to ``index % 2 == 1`` (tests alternate sizes).
+
+    Examples:
+        >>> s = scene("test", "plain", seed=0, index=2)
+        >>> s.image.shape, s.large, 8 <= s.box.side <= 12
+        ((256, 256, 3), False, True)
+        >>> s.box.top // 16 == (s.box.top + s.box.side - 1) // 16  # inside one finest patch
+        True
+    """
+    if variant not in VARIANTS:
+        raise ValueError(f"variant: expected one of {VARIANTS}, got {variant!r}")
+    if split not in SPLITS:
+        raise ValueError(f"split: expected one of {SPLITS}, got {split!r}")
+    rng = _generator(split, variant, seed, index)
+    big = index % 2 == 1 if large is None else large
+    image = _crop(rng, split)
+    label, box, drawn = _paste_digit(rng, image, split, big, contrast)
+    if variant == "distractor":
+        margin = Box(box.top - MARGIN, box.left - MARGIN, box.side + 2 * MARGIN)
+        _distract(rng, image, margin)
+    return Scene(image, label, box, drawn, big)
+
+
+@dataclass(frozen=True)
+class SceneBatch:
+    """``count`` scenes as tensors: ``images`` ``(N, 3, 256, 256)`` uint8, ``labels`` ``(N,)``,
+    ``boxes`` ``(N, 3)`` int64 ``(top, left, side)``, ``contrasts`` ``(N,)`` float32, ``large``
+    ``(N,)`` bool."""
+
+    images: Tensor
+    labels: Tensor
+    boxes: Tensor
+    contrasts: Tensor
+    large: Tensor
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+
+def scenes(
+    split: str,
+    variant: str,
+    seed: int,
+    count: int,
+    large_share: float = 0.5,
+    contrast: tuple[float, float] = CONTRAST,
+) -> SceneBatch:
+    """``count`` scenes; a ``large_share`` of them large (evenly interleaved; 0.5 alternates).
+
+    Examples:
+        >>> batch = scenes("test", "distractor", seed=0, count=4)
+        >>> tuple(batch.images.shape), batch.large.tolist()
+        ((4, 3, 256, 256), [False, True, False, True])
+    """
+    images = np.empty((count, SIZE, SIZE, 3), dtype=np.uint8)
+    labels, boxes, contrasts, large = [], [], [], []
+    for index in range(count):
+        big = int((index + 1) * large_share) > int(index * large_share)
+        s = scene(split, variant, seed, index, big, contrast)
+        images[index] = np.round(s.image * 255)
+        labels.append(s.label)
+        boxes.append((s.box.top, s.box.left, s.box.side))
+        contrasts.append(s.contrast)
+        large.append(s.large)
+    return SceneBatch(
+        torch.from_numpy(images).permute(0, 3, 1, 2).contiguous(),
+        torch.tensor(labels, dtype=torch.int64),
+        torch.tensor(boxes, dtype=torch.int64).reshape(count, 3),
+        torch.tensor(contrasts, dtype=torch.float32),
+        torch.tensor(large, dtype=torch.bool),
+    )

@@ -1,0 +1,162 @@
+"""Needle v2 (benchmarks/needle_v2): scene invariants, the reader's lookup, hit rates, the
+oracle controls, paired statistics, and the one command at smoke size."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("skimage")
+pytest.importorskip("sklearn")
+pytest.importorskip("scipy")
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+
+from needle.scenes import _crop, _distract
+from needle_v2 import arms, controls, reader, run, scenes, stats
+
+from pyrtok.allocation import allocate
+
+
+@pytest.fixture(scope="module")
+def batch() -> scenes.SceneBatch:
+    return scenes.scenes("test", "distractor", seed=3, count=12)
+
+
+def test_scenes_are_deterministic_and_alternate_sizes(batch: scenes.SceneBatch) -> None:
+    again = scenes.scenes("test", "distractor", seed=3, count=12)
+    assert torch.equal(batch.images, again.images)
+    assert torch.equal(batch.boxes, again.boxes)
+    assert batch.large.tolist() == [False, True] * 6
+    other = scenes.scenes("test", "distractor", seed=4, count=1)
+    assert not torch.equal(batch.images[:1], other.images)
+
+
+def test_small_digits_fill_one_finest_patch_and_large_ones_one_cell(
+    batch: scenes.SceneBatch,
+) -> None:
+    for (top, left, side), large in zip(batch.boxes.tolist(), batch.large.tolist(), strict=True):
+        low, high = scenes.LARGE if large else scenes.SMALL
+        tile = scenes.MAX_PATCH if large else scenes.PATCH
+        assert low <= side <= high
+        assert top // tile == (top + side - 1) // tile
+        assert left // tile == (left + side - 1) // tile
+    assert scenes.CONTRAST[0] <= float(batch.contrasts.min())
+    assert float(batch.contrasts.max()) <= scenes.CONTRAST[1]
+
+
+@pytest.mark.parametrize("index", range(6))
+def test_distractors_never_cover_the_digit(index: int) -> None:
+    rng = scenes._generator("train", "distractor", 0, index)
+    image = _crop(rng, "train")
+    _, box, _ = scenes._paste_digit(rng, image, "train", index % 2 == 1, scenes.CONTRAST)
+    before = image.copy()
+    margin = scenes.Box(box.top - scenes.MARGIN, box.left - scenes.MARGIN, box.side + 4)
+    _distract(rng, image, margin)
+    region = np.s_[
+        max(0, margin.top) : margin.top + margin.side,
+        max(0, margin.left) : margin.left + margin.side,
+    ]
+    assert (image[region] == before[region]).all()
+    assert (image != before).any()  # the clutter is there, elsewhere
+    assert scenes.scene("train", "distractor", 0, index).box == box
+
+
+def test_contains_and_hits_on_a_hand_example() -> None:
+    boxes = torch.tensor([[100, 36, 10], [120, 60, 8]])  # the 2nd straddles cells 0 and 1
+    inside, overlap = reader.contains(boxes, 2)
+    assert inside[0].nonzero().tolist() == [[6, 2]]
+    assert not inside[1].any()
+    assert overlap[1].nonzero().tolist() == [[7, 3], [7, 4]]
+    visible = [torch.zeros(2, 4 << d, 4 << d, dtype=torch.bool) for d in range(3)]
+    visible[2][0, 6, 3] = visible[2][1, 7, 4] = True  # image 0: next to the digit, 1: on it
+    assert controls.hits(visible, boxes).tolist() == [False, True]
+    visible[2][0, 6, 2] = True
+    assert controls.hits(visible, boxes).tolist() == [True, True]
+
+
+def test_oracle_splits_the_digit_first_and_anti_oracle_last(batch: scenes.SceneBatch) -> None:
+    images = batch.images.float() / 255
+    small = ~batch.large
+    two = allocate(images, 16 + 3 * 2, 16, 64, "greedy", controls.oracle(batch.boxes))
+    assert controls.hits(two.nodes(), batch.boxes)[small].all()
+    one = allocate(images, 16 + 3, 16, 64, "greedy", controls.oracle(batch.boxes))
+    assert not controls.hits(one.nodes(), batch.boxes).any()
+    last = allocate(images, 16 + 3 * 79, 16, 64, "greedy", controls.anti_oracle(batch.boxes))
+    assert not controls.hits(last.nodes(), batch.boxes)[small].any()
+    assert int(last.lengths[0]) == 16 + 3 * 79
+
+
+def test_answer_reads_only_visible_nodes(batch: scenes.SceneBatch) -> None:
+    """A reader that is sure of the digit on the node that holds it, at full resolution only for
+    small digits, answers every scene at full detail and only the large ones from the cells."""
+    small = ~batch.large
+    perfect = []
+    for d, labels in enumerate(reader.node_labels(batch)):
+        probs = torch.nn.functional.one_hot(labels, reader.NONE + 1)[..., : reader.NONE].float()
+        if d < 2:
+            probs[small] = 0
+        perfect.append(probs)
+    every = [torch.ones(len(batch), 4 << d, 4 << d, dtype=torch.bool) for d in range(3)]
+    assert torch.equal(reader.answer(perfect, every), batch.labels)
+    coarse = [every[0], ~every[1], ~every[2]]
+    answers = reader.answer(perfect, coarse)
+    assert torch.equal(answers[batch.large], batch.labels[batch.large])
+    assert (answers[small] == 0).all()  # nothing visible: every probability 0, argmax 0
+
+
+def test_node_views_are_the_tokens_the_allocation_reads(batch: scenes.SceneBatch) -> None:
+    from pyrtok.allocation import tokenize
+
+    images = batch.images[:2].float() / 255
+    allocation = allocate(images, 16 + 3 * 5, 16, 64)
+    tokens = tokenize(images, allocation).tokens
+    views = reader.node_views(batch.images[:2])
+    for i, (y, x, size) in enumerate(allocation.boxes[0].tolist()):
+        depth = 2 - (size // 16).bit_length() + 1
+        view = views[depth][0, y // size, x // size]
+        assert torch.allclose(view.flatten(), tokens[0, i], atol=1e-6)
+
+
+def test_every_budget_is_met_exactly_by_every_arm(batch: scenes.SceneBatch) -> None:
+    for arm in arms.ARMS:
+        visible = arm.visible(batch, [16, 64, 256])
+        for budget, nodes in visible.items():
+            splits = sum(n.flatten(1).sum(1) for n in nodes[1:]) // 4
+            assert (splits * 3 + 16 == budget).all(), arm.name
+
+
+def test_paired_statistics_on_a_hand_example() -> None:
+    a = torch.tensor([True] * 6 + [False] * 4)
+    b = torch.tensor([True] * 3 + [False] * 6 + [True])
+    r = stats.paired(a, b)
+    assert (r.a_only, r.b_only) == (3, 1)
+    assert r.difference == pytest.approx(20.0)
+    assert r.p_value == pytest.approx(0.625)  # exact binomial, 3 of 4 discordant
+    assert r.low <= r.difference <= r.high
+    with pytest.raises(ValueError, match="two \\(N,\\) bool tensors"):
+        stats.paired(a, b[:5])
+
+
+@pytest.mark.slow
+def test_one_command_at_smoke_size(tmp_path: Path) -> None:
+    run.main(
+        [
+            "--config",
+            "smoke",
+            "--seeds",
+            "1",
+            "--out",
+            str(tmp_path / "out"),
+            "--checkpoints",
+            str(tmp_path / "ck"),
+        ]
+    )
+    summary = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert set(summary["accuracy"]["plain"]) == {a.name for a in arms.ARMS}
+    assert (tmp_path / "out" / "accuracy_vs_tokens.png").stat().st_size > 0
