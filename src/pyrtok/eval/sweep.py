@@ -6,7 +6,8 @@ where the method prunes inside) and decodes the answer greedily with its KV cach
 records whether the answer matched, its visual tokens, equivalent tokens
 (:func:`~pyrtok.vlm.cost.equivalent_tokens`), analytic encoder and LM prefill FLOPs
 (:mod:`pyrtok.vlm.cost`), and the measured prefill time (selection + encoder + LM prefill) and
-decode time per token, each batch's time split evenly over its samples. Cells out of a
+decode time per token, each batch's time split evenly over its samples (the first batch of
+each cell runs once untimed first, as a warm-up). Cells out of a
 method's reach (FastV below ``K N / L`` equivalent tokens) are reported and skipped.
 """
 
@@ -100,15 +101,21 @@ def _greedy(
 
 
 def _run_cell(
-    model: SweepModel, name: str, budget: int, samples: list[Sample], batch_size: int
+    model: SweepModel,
+    name: str,
+    budget: int,
+    samples: list[Sample],
+    batch_size: int,
+    decode_tokens: int,
 ) -> list[dict[str, Any]]:
     device = next(model.llava.parameters()).device
     method = model.method(name, budget)
     records = []
-    for start in range(0, len(samples), batch_size):
+    starts = list(range(0, len(samples), batch_size))
+    for turn, start in enumerate(starts[:1] + starts):  # the first batch twice: a warm-up
         part = samples[start : start + batch_size]
         images, ids, mask = _batch(part, device)
-        steps = max(len(s.answer) for s in part)
+        steps = max(decode_tokens, *(len(s.answer) for s in part))
         _sync(device)
         began = time.perf_counter()
         with torch.no_grad():
@@ -144,6 +151,8 @@ def _run_cell(
                     "decode_ms_per_token": 1e3 * decode / len(part) / max(steps - 1, 1),
                 }
             )
+        if turn == 0:  # the warm-up's records are not kept
+            records.clear()
     return records
 
 
@@ -155,6 +164,7 @@ def sweep(
     batch_size: int = 8,
     seed: int = 0,
     progress: bool = True,
+    decode_tokens: int = 4,
 ) -> SweepResult:
     """Every method at every budget on ``dataset``.
 
@@ -167,6 +177,8 @@ def sweep(
         batch_size: samples per batch.
         seed: ``torch.manual_seed`` before each cell, and the random baseline's seed.
         progress: show a tqdm bar over the cells.
+        decode_tokens: tokens decoded per sample at least (the decode time is measured on
+            them; an answer is its first ``len(answer)`` tokens).
 
     Returns:
         :class:`SweepResult`; identical across runs with the same seed (but the times).
@@ -192,12 +204,13 @@ def sweep(
             "batch_size": batch_size,
             "seed": seed,
             "samples": len(samples),
+            "decode_tokens": decode_tokens,
         }
     )
     for name, budget in tqdm(cells, desc="sweep", disable=not progress):
         torch.manual_seed(seed)
         try:
-            records = _run_cell(model, name, budget, samples, batch_size)
+            records = _run_cell(model, name, budget, samples, batch_size, decode_tokens)
         except ValueError as error:
             if not str(error).startswith("budget:"):
                 raise
