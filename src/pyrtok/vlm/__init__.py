@@ -3,6 +3,12 @@ residual visual tokens, per-region selection, confidence functions, mixed-resolu
 through pretrained ViT encoders."""
 
 from pyrtok.vlm._hf import call_lm
+from pyrtok.vlm.baselines import (
+    ClsAttentionSelector,
+    DivPruneSelector,
+    DownsampleSelector,
+    RandomSelector,
+)
 from pyrtok.vlm.confidence import (
     CONFIDENCES,
     ConfidenceFn,
@@ -13,6 +19,7 @@ from pyrtok.vlm.confidence import (
 )
 from pyrtok.vlm.encoders import GridFeatures, VisionEncoder, encode_pyramid
 from pyrtok.vlm.hierarchical import HierarchicalVLM, VisualTokens
+from pyrtok.vlm.inllm_pruning import InLLMPruning, fastv, pyramid_drop
 from pyrtok.vlm.mixed_resolution import (
     MixedResolutionEncoder,
     MixedResolutionFeatures,
@@ -36,10 +43,14 @@ from pyrtok.vlm.sequence import MergedSequence, merge_sequence, split_at_image
 __all__ = [
     "CONFIDENCES",
     "AllSelector",
+    "ClsAttentionSelector",
     "ConfidenceFn",
+    "DivPruneSelector",
+    "DownsampleSelector",
     "FrequencySelector",
     "GridFeatures",
     "HierarchicalVLM",
+    "InLLMPruning",
     "MLPProjector",
     "MergedSequence",
     "MixedResolutionEncoder",
@@ -48,6 +59,7 @@ __all__ = [
     "ProgressiveOutput",
     "ProgressiveVLM",
     "QuerySelector",
+    "RandomSelector",
     "Selector",
     "VLMOutput",
     "VisionEncoder",
@@ -56,11 +68,13 @@ __all__ = [
     "compact",
     "encode_mixed_resolution",
     "encode_pyramid",
+    "fastv",
     "first_token_prob",
     "gather_tokens",
     "margin",
     "mean_token_prob",
     "merge_sequence",
+    "pyramid_drop",
     "residual_grids",
     "resolve_confidence",
     "sample_position_embeddings",
