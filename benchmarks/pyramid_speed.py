@@ -1,13 +1,16 @@
-"""Pyramid speed: pyrtok (fused Triton kernels, torch path) against kornia, in one run.
+"""Pyramid speed: pyrtok against OpenCV and kornia (CPU) or kornia (CUDA), in one run.
 
-Laplacian pyramid build, reconstruction, and build + band energy, 4 levels (3 bands and the
-low-pass residual), measured against kornia's ``build_laplacian_pyramid`` and a ``pyrup``
-reconstruction loop in the same run. Every table prints ratios against the anchors.
+Laplacian pyramid build and reconstruction, 4 levels (3 bands and the low-pass residual). Every
+table prints ratios against the anchors measured in the same run.
 
-CPU (default; issue #2): 8x3x512x512 float32, eager, median wall time of ``--repeats`` runs
-after a warm-up. Each (implementation, op) runs in its own child process so its peak resident
-memory is its own: "peak RSS" is the child's ``ru_maxrss``; "extra RSS" is that peak minus the
-child's ``ru_maxrss`` once its inputs existed (the memory the op itself needed).
+CPU (default; issues #2, #18): 8x3x512x512 float32 (24 channel-images), eager. OpenCV's
+``pyrDown``/``pyrUp`` loop (what a CPU user would pick), kornia's ``build_laplacian_pyramid``
+and ``pyrup`` loop, and pyrtok's torch path run side by side in one process, interleaved per
+repeat (so a load spike hits all three), median of ``--repeats`` after a warm-up; at 1 and 2
+threads (OpenCV with the same count via ``cv2.setNumThreads``), and at 2 threads with one core
+kept busy by another process (a spinning ``python -c "while True: pass"``, killed at the end).
+The load average at each scenario's start is printed: absolute times on a shared machine are
+noisy, the ratios are the result. Needs the ``bench`` extra (opencv-python-headless, kornia).
 
 CUDA (``--device cuda``; issue #3): checks the fused kernels against the torch path first (fp32
 max abs error <= 1e-5, bf16 within 2 eps), measures the device-to-device copy bandwidth, then
@@ -18,7 +21,7 @@ reads the input once and writes every level once; reconstruction reads every lev
 writes the image once. A scaling table (batch 1/8/64 x side 224/512/1024) shows eager launches
 against CUDA-graph replay; inputs rotate among copies larger than the L2 cache.
 
-    python benchmarks/pyramid_speed.py                     # CPU, 8x3x512x512
+    python benchmarks/pyramid_speed.py --device cpu        # CPU, 8x3x512x512
     python benchmarks/pyramid_speed.py --device cuda       # GPU suite (64x3x512x512 + scaling)
     python benchmarks/pyramid_speed.py --quick             # tiny smoke run of either suite
     python benchmarks/pyramid_speed.py --triton-interpret  # the GPU suite's code on the CPU
@@ -30,10 +33,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import math
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -44,7 +45,6 @@ from typing import Any
 
 LEVELS = 4
 PATCH = 16
-IMPLEMENTATIONS = ("kornia", "pyrtok")
 OPS = ("build", "reconstruct")
 
 
@@ -117,100 +117,140 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
 
 
 # ---------------------------------------------------------------------------------------------
-# CPU suite: eager wall time and peak RSS per implementation, each in a child process
+# CPU suite: OpenCV, kornia and pyrtok side by side, in one process, interleaved
 # ---------------------------------------------------------------------------------------------
 
+CPU_IMPLEMENTATIONS = ("opencv", "kornia", "pyrtok")
+CPU_SCENARIOS = ((1, False), (2, False), (2, True))
+"""(threads, one core kept busy by another process)."""
 
-def cpu_worker(impl: str, op: str, args: argparse.Namespace) -> dict[str, float]:
-    """Time one (implementation, op) in this process; return median ms and RSS figures."""
+
+def opencv_build(planes: Any, levels: int = LEVELS) -> list[list[Any]]:
+    """Laplacian pyramid of each ``(H, W)`` float32 plane with ``cv2.pyrDown``/``pyrUp``."""
+    import cv2
+
+    out = []
+    for plane in planes:
+        g = [plane]
+        for _ in range(levels - 1):
+            g.append(cv2.pyrDown(g[-1]))
+        bands = [g[k] - cv2.pyrUp(g[k + 1], dstsize=g[k].shape[::-1]) for k in range(levels - 1)]
+        out.append([*bands, g[-1]])
+    return out
+
+
+def opencv_reconstruct(pyramids: list[list[Any]]) -> list[Any]:
+    import cv2
+
+    out = []
+    for pyramid in pyramids:
+        image = pyramid[-1]
+        for band in reversed(pyramid[:-1]):
+            image = band + cv2.pyrUp(image, dstsize=band.shape[::-1])
+        out.append(image)
+    return out
+
+
+@contextlib.contextmanager
+def busy_core(active: bool) -> Iterator[None]:
+    """Keep one core busy with another process (a spinning Python) inside the block."""
+    if not active:
+        yield
+        return
+    spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.5)  # let it take its core
+        yield
+    finally:
+        spinner.kill()
+        spinner.wait(timeout=10)
+
+
+def cpu_scenario(args: argparse.Namespace, threads: int) -> dict[tuple[str, str], float]:
+    """Median ms of every (implementation, op), the implementations interleaved per repeat."""
+    import cv2
     import torch
 
     import pyrtok
 
+    torch.set_num_threads(threads)
+    cv2.setNumThreads(threads)
     torch.manual_seed(args.seed)
-    shape = (args.batch, 3, args.size, args.size)
-    if op == "build":
-        x = torch.rand(shape)
-
-        def run() -> Any:
-            return kornia_build(x) if impl == "kornia" else pyrtok.laplacian_pyramid(x, LEVELS)
-
-    else:
-        levels = [torch.rand(s) for s in level_shapes(shape)]
-
-        def run() -> Any:
-            if impl == "kornia":
-                return kornia_reconstruct(levels)
-            return pyrtok.reconstruct(levels)
-
-    baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    times = []
-    for step in range(args.warmup + args.repeats):
-        start = time.perf_counter()
-        out = run()
-        elapsed = time.perf_counter() - start
-        del out
-        if step >= args.warmup:
-            times.append(elapsed)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    return {
-        "ms": 1e3 * statistics.median(times),
-        "peak_rss": float(peak),
-        "extra_rss": float(peak - baseline),
-        "threads": float(torch.get_num_threads()),
+    x = torch.rand(args.batch, 3, args.size, args.size)
+    planes = x.reshape(-1, args.size, args.size).numpy()
+    levels = [torch.rand(s) for s in level_shapes(tuple(x.shape))]
+    cv_levels = opencv_build(planes)
+    runs: dict[tuple[str, str], Callable[[], Any]] = {
+        ("opencv", "build"): lambda: opencv_build(planes),
+        ("kornia", "build"): lambda: kornia_build(x),
+        ("pyrtok", "build"): lambda: pyrtok.laplacian_pyramid(x, LEVELS),
+        ("opencv", "reconstruct"): lambda: opencv_reconstruct(cv_levels),
+        ("kornia", "reconstruct"): lambda: kornia_reconstruct(levels),
+        ("pyrtok", "reconstruct"): lambda: pyrtok.reconstruct(levels),
     }
+    times: dict[tuple[str, str], list[float]] = {key: [] for key in runs}
+    for step in range(args.warmup + args.repeats):
+        for key, run in runs.items():
+            start = time.perf_counter()
+            run()
+            if step >= args.warmup:
+                times[key].append(time.perf_counter() - start)
+    return {key: 1e3 * statistics.median(values) for key, values in times.items()}
 
 
 def cpu_correctness(args: argparse.Namespace) -> list[str]:
-    """Reconstruction error of both implementations on the benchmark's input shape."""
+    """pyrtok against OpenCV (same bands) and both reconstructions, on the benchmark's input."""
+    import numpy as np
     import torch
 
     import pyrtok
 
     torch.manual_seed(args.seed)
     x = torch.rand(args.batch, 3, args.size, args.size)
-    ours = (pyrtok.reconstruct(pyrtok.laplacian_pyramid(x, LEVELS)) - x).abs().max().item()
-    theirs = (kornia_reconstruct(kornia_build(x)) - x).abs().max().item()
+    ours = pyrtok.laplacian_pyramid(x, LEVELS)
+    theirs = opencv_build(x.reshape(-1, args.size, args.size).numpy())
+    band_error = max(
+        float(np.abs(ours[k].reshape(-1, *ours[k].shape[-2:]).numpy()[i] - theirs[i][k]).max())
+        for i in range(len(theirs))
+        for k in range(LEVELS)
+    )
+    back = (pyrtok.reconstruct(ours) - x).abs().max().item()
+    kornia_back = (kornia_reconstruct(kornia_build(x)) - x).abs().max().item()
     return [
-        f"- reconstruction max abs error: pyrtok {ours:.1e}, kornia {theirs:.1e} "
-        "(kornia's bands are not Burt-Adelson's: it blurs then bilinear-resizes, so only "
-        "speed, memory and exactness are compared, not band values)"
+        f"- pyrtok's bands against OpenCV's (float32): max abs difference {band_error:.1e}",
+        f"- reconstruction max abs error: pyrtok {back:.1e}, kornia {kornia_back:.1e} "
+        "(kornia's bands are not Burt-Adelson's: it blurs then bilinear-resizes)",
     ]
 
 
 def run_cpu(args: argparse.Namespace) -> str:
-    results: dict[tuple[str, str], dict[str, float]] = {}
-    for op in OPS:
-        for impl in IMPLEMENTATIONS:
-            cmd = [sys.executable, __file__, "--cpu-worker", f"{impl}:{op}"]
-            cmd += ["--batch", str(args.batch), "--size", str(args.size)]
-            cmd += ["--repeats", str(args.repeats), "--warmup", str(args.warmup)]
-            cmd += ["--seed", str(args.seed)]
-            done = subprocess.run(cmd, capture_output=True, text=True, check=True)
-            results[(impl, op)] = json.loads(done.stdout.strip().splitlines()[-1])
+    import cv2
+
     rows = []
-    for op in OPS:
-        anchor = results[("kornia", op)]
-        for impl in IMPLEMENTATIONS:
-            r = results[(impl, op)]
+    for threads, busy in CPU_SCENARIOS:
+        with busy_core(busy):
+            load = os.getloadavg()[0]
+            result = cpu_scenario(args, threads)
+        for op in OPS:
+            anchor = result[("opencv", op)]
             rows.append(
                 [
                     op,
-                    f"kornia {_kornia_version()}" if impl == "kornia" else "pyrtok (torch path)",
-                    _fmt(r["ms"], 1),
-                    _fmt(anchor["ms"] / r["ms"]) + "x",
-                    _fmt(r["peak_rss"] / 2**20, 0),
-                    _fmt(r["extra_rss"] / 2**20, 0),
-                    _fmt(anchor["extra_rss"] / max(r["extra_rss"], 1.0)) + "x",
+                    str(threads) + (" + 1 core busy" if busy else ""),
+                    *(_fmt(result[(impl, op)], 1) for impl in CPU_IMPLEMENTATIONS),
+                    _fmt(result[("pyrtok", op)] / anchor) + "x",
+                    _fmt(result[("kornia", op)] / anchor) + "x",
+                    f"{load:.1f}",
                 ]
             )
-    threads = int(results[("pyrtok", "build")]["threads"])
     head = (
-        f"CPU, {args.batch}x3x{args.size}x{args.size} float32, {LEVELS} levels, eager, "
-        f"{threads} threads; median of {args.repeats} after {args.warmup} warm-up"
+        f"CPU ({os.cpu_count()} cores), {args.batch}x3x{args.size}x{args.size} float32, "
+        f"{LEVELS} levels, eager; median ms of {args.repeats} after {args.warmup} warm-up, the "
+        f"implementations interleaved in one process; OpenCV {cv2.__version__} "
+        f"(cv2.setNumThreads = torch threads), kornia {_kornia_version()}, pyrtok's torch path"
     )
-    header = ["op", "implementation", "median ms", "speed-up vs kornia", "peak RSS MB"]
-    header += ["extra RSS MB", "memory saving vs kornia"]
+    header = ["op", "threads", "OpenCV ms", "kornia ms", "pyrtok ms", "pyrtok / OpenCV"]
+    header += ["kornia / OpenCV", "load avg"]
     return "\n".join([head, "", _table(header, rows), "", *cpu_correctness(args)])
 
 
@@ -659,7 +699,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-compile", action="store_true", help="no torch.compile rows")
     parser.add_argument("--skip-scaling", action="store_true", help="no scaling table")
     parser.add_argument("--sweep", action="store_true", help="also sweep the kernels' tiles")
-    parser.add_argument("--cpu-worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     gpu = args.device == "cuda" or args.triton_interpret
     if args.batch is None:
@@ -667,13 +706,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick and not gpu:
         args.size = min(args.size, 64)
     if args.repeats is None:
-        args.repeats = (5 if args.quick else 50) if gpu else (3 if args.quick else 5)
+        args.repeats = (5 if args.quick else 50) if gpu else (3 if args.quick else 15)
     if args.warmup is None:
         args.warmup = 5 if gpu else 2
-    if args.cpu_worker:
-        impl, op = args.cpu_worker.split(":")
-        print(json.dumps(cpu_worker(impl, op, args)))
-        return 0
     if args.triton_interpret:
         os.environ["TRITON_INTERPRET"] = "1"  # before Triton is first imported
     report = run_gpu(args) if gpu else run_cpu(args)
