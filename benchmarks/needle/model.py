@@ -85,7 +85,9 @@ class BudgetSelector(nn.Module):
         self, images: Tensor, grids: list[Tensor], query: Tensor | None, patch_size: int
     ) -> list[Tensor]:
         budget = CELLS + 3 * self.splits
-        allocation = allocate(images, budget, patch_size, MAX_PATCH, "greedy", self.scorer)
+        # The model sees normalised pixels; the scorers read [0, 1] ones (entropy bins them).
+        pixels = (images * STD + MEAN).clamp(0, 1)
+        allocation = allocate(pixels, budget, patch_size, MAX_PATCH, "greedy", self.scorer)
         keep = allocation.nodes()
         return [k if s <= self.max_scale else torch.zeros_like(k) for s, k in enumerate(keep)]
 

@@ -75,8 +75,8 @@ DEMO_MIN_PATCH, DEMO_MAX_PATCH = 16, 64
 
 def demo_budget(geometry: QuadtreeGeometry) -> int:
     """The feasible budget nearest to a quarter of full detail."""
-    splits = round((geometry.full_budget / 4 - geometry.num_cells) / 3)
-    return geometry.num_cells + 3 * min(max(splits, 0), geometry.max_splits)
+    splits = round((geometry.full_budget / 4 - geometry.min_budget) / 3)
+    return geometry.min_budget + 3 * min(max(splits, 0), geometry.max_splits)
 
 
 FIGURE_MAX_SIDE = 2048
@@ -121,11 +121,14 @@ def _print_allocation(image: Tensor, allocation: Allocation) -> float:
     """
     geometry = allocation.geometry
     counts = allocation.level_counts()[0].tolist()
-    height, width = geometry.padded_size
+    boxes, levels = allocation.boxes[0], allocation.leaf_level[0]
+    # Leaves on the bottom/right edge may reach past the image: count their part inside.
+    inside = (boxes[:, :2] + boxes[:, 2:]).clamp(max=boxes.new_tensor(image.shape[-2:]))
+    areas = (inside - boxes[:, :2]).prod(dim=1)
     print(f"{'level':>5}  {'size':>6}  {'tokens':>6}  {'area %':>6}  colour")
     for k, count in enumerate(counts):
         size = geometry.min_patch << k
-        area = 100 * count * size * size / (height * width)
+        area = 100 * int(areas[levels == k].sum()) / (geometry.height * geometry.width)
         colour = LEVEL_COLOURS[k % len(LEVEL_COLOURS)][0]
         print(f"{k:>5}  {size:>3} px  {count:>6}  {area:>6.1f}  {colour}")
     recon = detokenize(tokenize(image[None], allocation).tokens, allocation)
@@ -244,8 +247,8 @@ def run_allocate(args: argparse.Namespace) -> int:
     print(f"image: {source}, {height}x{width}")
     print(
         f"allocation: {args.budget} tokens, {args.strategy} + {args.scorer}, min_patch "
-        f"{args.min_patch}, max_patch {args.max_patch} ({geometry.num_cells} cells; feasible "
-        f"budgets {geometry.num_cells} + 3*s up to {geometry.full_budget})"
+        f"{args.min_patch}, max_patch {args.max_patch} ({geometry.min_budget} root tokens; "
+        f"feasible budgets {geometry.min_budget} + 3*s up to {geometry.full_budget})"
     )
     psnr = _print_allocation(image, allocation)
     title = (

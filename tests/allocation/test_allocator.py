@@ -20,9 +20,14 @@ PATCHES = [(8, 16), (8, 32), (4, 32), (16, 64), (16, 16)]
 
 
 def check_tiling(allocation: Allocation) -> None:
-    """Every image's leaves tile its padded image exactly once and agree with their levels."""
+    """Every image's leaves tile it exactly once (the finest grid that covers it, so only
+    ``min_patch`` leaves reach past it), none starts outside it, and they agree with their
+    levels."""
     g = allocation.geometry
     height, width = g.padded_size
+    p = g.min_patch
+    inside = torch.zeros(height, width, dtype=torch.long)
+    inside[: -(-g.height // p) * p, : -(-g.width // p) * p] = 1
     for b in range(allocation.batch_size):
         cover = torch.zeros(height, width, dtype=torch.long)
         count = int(allocation.lengths[b])
@@ -36,8 +41,11 @@ def check_tiling(allocation: Allocation) -> None:
             assert size == g.min_patch << level
             assert y % size == 0
             assert x % size == 0
+            assert y < g.height
+            assert x < g.width
+            assert size == p or (y + size <= g.height and x + size <= g.width)
             cover[y : y + size, x : x + size] += 1
-        assert bool((cover == 1).all())
+        assert torch.equal(cover, inside)
     assert torch.equal(allocation.cell_counts.flatten(1).sum(1), allocation.lengths)
 
 
@@ -58,7 +66,7 @@ def test_every_strategy_meets_every_feasible_budget_exactly(
     if strategy == "uniform":
         budget = data.draw(st.sampled_from(g.uniform_budgets()), label="budget")
     else:
-        budget = g.num_cells + 3 * data.draw(st.integers(0, g.max_splits), label="splits")
+        budget = g.min_budget + 3 * data.draw(st.integers(0, g.max_splits), label="splits")
     x = torch.rand(2, 3, height, width, generator=torch.Generator().manual_seed(height * width))
     allocation = allocate(x, budget, min_patch, max_patch, strategy, scorer)
     assert allocation.lengths.tolist() == [budget, budget]
@@ -66,13 +74,18 @@ def test_every_strategy_meets_every_feasible_budget_exactly(
     check_tiling(allocation)
 
 
-def test_full_detail_and_one_token_per_cell() -> None:
+def test_full_detail_and_one_token_per_root() -> None:
     x = torch.rand(1, 3, 200, 300)
+    # 12 whole cells of 64 px, 6 roots of 32 px and 31 of 16 px along the bottom/right edges.
+    roots = {2: 12, 1: 6, 0: 31}
     for strategy in ("greedy", "optimal", "proportional", "threshold", "uniform"):
-        full = allocate(x, 20 * 16, 16, 64, strategy)  # 20 cells, depth 2
+        full = allocate(x, 13 * 19, 16, 64, strategy)  # ceil(200 / 16) * ceil(300 / 16)
         assert bool((full.leaf_level == 0).all())
-        coarse = allocate(x, 20, 16, 64, strategy)
-        assert bool((coarse.leaf_level == 2).all())
+        check_tiling(full)
+        coarse = allocate(x, 49, 16, 64, strategy)
+        levels, counts = coarse.leaf_level.unique(return_counts=True)
+        assert dict(zip(levels.tolist(), counts.tolist(), strict=True)) == roots
+        check_tiling(coarse)
 
 
 @pytest.mark.parametrize("strategy", STRATEGIES)
@@ -161,17 +174,33 @@ def test_detail_gets_the_tokens() -> None:
         assert allocation.cell_counts[0].tolist() == [[1, 1, 1, 1], [1, 1, 1, 16]], scorer
 
 
-def test_padding_carries_no_score() -> None:
-    # Texture in the 16 real columns of the partial right cell; the padding mirrors it.
+def test_no_token_on_the_padding_and_edge_strips_are_roots() -> None:
+    # 64 x 80 with 64-px cells: one whole cell, then a 16-px strip of four 16-px roots.
     x = torch.full((1, 1, 64, 80), 0.5)
     x[..., 64:80] = torch.rand(1, 64, 16, generator=torch.Generator().manual_seed(2))
-    for scorer in SCORERS.values():
-        scores = scorer(x, 16, 64)
-        assert bool((scores[1][0, :, 3] == 0).all())  # 32-px nodes wholly in the padding
-        assert bool((scores[1][0, :, 2] > 0).all())  # the nodes over the texture
-    allocation = allocate(x, 2 + 3 * 5, 16, 64)
-    leaves = allocation.boxes[0, allocation.leaf_level[0] == 0]
-    assert bool((leaves[:, 1] < 96).all())  # min-size leaves only where the texture is
+    g = QuadtreeGeometry.create(64, 80, 16, 64)
+    assert (g.min_budget, g.max_splits, g.full_budget) == (5, 5, 20)
+    coarsest = allocate(x, 5, 16, 64)
+    assert coarsest.boxes[0].tolist() == [
+        [0, 0, 64],
+        [0, 64, 16],
+        [16, 64, 16],
+        [32, 64, 16],
+        [48, 64, 16],
+    ]
+    for scorer in SCORERS:
+        allocation = allocate(x, 5 + 3, 16, 64, "greedy", scorer)
+        check_tiling(allocation)
+    assert [tuple(s.int().tolist()) for s in g.forced_splits(0)] == [(0, 1)]
+
+
+def test_full_detail_of_a_480_by_640_image_is_1200_tokens() -> None:
+    g = QuadtreeGeometry.create(480, 640, 16, 64)
+    assert (g.min_budget, g.full_budget) == (70 + 20, 1200)
+    x = torch.rand(1, 3, 480, 640, generator=torch.Generator().manual_seed(3))
+    full = allocate(x, 1200, 16, 64)
+    assert int(full.lengths[0]) == 1200
+    assert int((full.boxes[0, :, 0] + 16).max()) == 480  # no token reaches y = 480
 
 
 def test_allocation_container() -> None:

@@ -15,10 +15,10 @@ from pyrtok.allocation import (
 )
 
 
-def test_budget_below_the_number_of_cells() -> None:
+def test_budget_below_the_number_of_roots() -> None:
     with pytest.raises(
         ValueError,
-        match=r"budget: 15 tokens is below one token per cell.*16 cells"
+        match=r"budget: 15 tokens is below one token per root.*16 root tokens"
         r".*the smallest feasible budget is 16",
     ):
         allocate(torch.rand(1, 3, 512, 512), 15, min_patch=16, max_patch=128)

@@ -74,7 +74,7 @@ def test_a_custom_strategy_still_gets_an_int_number_of_splits() -> None:
 
 
 def _largest_feasible_at_most(geometry: QuadtreeGeometry, budget: int) -> int:
-    feasible = [geometry.num_cells + 3 * s for s in range(geometry.max_splits + 1)]
+    feasible = [geometry.min_budget + 3 * s for s in range(geometry.max_splits + 1)]
     return max(b for b in feasible if b <= budget)
 
 
@@ -86,7 +86,7 @@ def _largest_feasible_at_most(geometry: QuadtreeGeometry, budget: int) -> int:
 )
 def test_at_most_never_exceeds_and_is_maximal(height: int, width: int, budgets: list[int]) -> None:
     geometry = QuadtreeGeometry.create(height, width, 8, 32)
-    budgets = [max(b, geometry.num_cells) for b in budgets]
+    budgets = [max(b, geometry.min_budget) for b in budgets]
     x = torch.rand(len(budgets), 3, height, width, generator=torch.Generator().manual_seed(0))
     lengths = allocate(x, budgets, 8, 32, budget_mode="at_most").lengths.tolist()
     for length, budget in zip(lengths, budgets, strict=True):
@@ -111,7 +111,7 @@ def test_per_pixel_counts_follow_area() -> None:
             allocate(_images(1, height, width), density, 8, 32, budget_mode="per_pixel").lengths[0]
         )
         wanted = density * height * width / PER_PIXEL_AREA
-        assert geometry.num_cells <= length <= wanted < length + 3
+        assert geometry.min_budget <= length <= wanted < length + 3
 
 
 def test_per_pixel_is_brought_into_the_feasible_range() -> None:
@@ -141,9 +141,9 @@ def test_an_unknown_budget_mode_lists_the_valid_ones() -> None:
 
 
 @pytest.mark.parametrize("mode", ["exact", "at_most"])
-def test_a_budget_below_the_cells_names_the_minimum(mode: str) -> None:
+def test_a_budget_below_the_roots_names_the_minimum(mode: str) -> None:
     with pytest.raises(
-        ValueError, match=r"budget: 11 tokens is below one token per cell.*budget is 12"
+        ValueError, match=r"budget: 11 tokens is below one token per root.*budget is 12"
     ):
         allocate(_images(2), [12, 11], 8, 32, budget_mode=mode)  # type: ignore[arg-type]
 

@@ -26,8 +26,8 @@ def test_scores_and_tokens_equal_with_a_shared_pyramid(scorer: str) -> None:
     x = torch.rand(3, 3, 80, 112, generator=torch.Generator().manual_seed(0))
     g = QuadtreeGeometry.create(80, 112, 8, 32)
     pyramid = cell_pyramid(x, g)
-    shared = allocate(x, 15 + 3 * 9, 8, 32, scorer=scorer, pyramid=pyramid)
-    alone = allocate(x, 15 + 3 * 9, 8, 32, scorer=scorer)
+    shared = allocate(x, g.min_budget + 3 * 9, 8, 32, scorer=scorer, pyramid=pyramid)
+    alone = allocate(x, g.min_budget + 3 * 9, 8, 32, scorer=scorer)
     assert torch.equal(shared.boxes, alone.boxes)
     assert torch.equal(tokenize(x, shared, pyramid).tokens, tokenize(x, alone).tokens)
 
@@ -53,13 +53,15 @@ def test_a_pyramid_of_other_images_is_refused() -> None:
         tokenize(x, allocate(x, 4, 8, 32), other[:2])
 
 
-def test_unpadded_laplacian_scores_use_the_fused_energy_and_equal_the_shared_pyramids(
+@pytest.mark.parametrize("height", [64, 72])
+def test_laplacian_scores_use_the_fused_energy_and_equal_the_shared_pyramids(
+    height: int,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    import pyrtok.allocation.scorers as scorers
+    import pyrtok.allocation.laplacian_scorer as scorers
 
-    x = torch.rand(3, 3, 64, 96, generator=torch.Generator().manual_seed(4))
-    g = QuadtreeGeometry.create(64, 96, 8, 32)
+    x = torch.rand(3, 3, height, 96, generator=torch.Generator().manual_seed(4))
+    g = QuadtreeGeometry.create(height, 96, 8, 32)
     calls: list[int] = []
     original = scorers.laplacian_energy
 

@@ -54,36 +54,36 @@ def _psnr(out: str) -> str:
 
 def test_allocate_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out_path = tmp_path / "figs" / "chelsea.png"
-    argv = ["allocate", "chelsea", "--budget", "100", "--out", str(out_path)]
+    argv = ["allocate", "chelsea", "--budget", "101", "--out", str(out_path)]
     assert main(argv) == 0
     out = capsys.readouterr().out
     assert "chelsea (embedded sample), 300x451" in out
-    assert "40 cells; feasible budgets 40 + 3*s up to 640" in out
+    assert "89 root tokens; feasible budgets 89 + 3*s up to 551" in out
     rows = _rows(out)
     assert [(k, size, colour) for k, size, _, _, colour in rows] == [
         (0, 16, "red"),
         (1, 32, "orange"),
         (2, 64, "green"),
     ]
-    assert sum(tokens for _, _, tokens, _, _ in rows) == 100
+    assert sum(tokens for _, _, tokens, _, _ in rows) == 101
     assert sum(area for *_, area, _ in rows) == pytest.approx(100, abs=0.2)
     assert 20 < float(_psnr(out)) < 60
     assert str(out_path.resolve()) in out
     title = (
-        f"chelsea (embedded sample), 300x451: 100 tokens, greedy + laplacian, PSNR {_psnr(out)} dB"
+        f"chelsea (embedded sample), 300x451: 101 tokens, greedy + laplacian, PSNR {_psnr(out)} dB"
     )
     with Image.open(out_path) as written:
-        assert np.array_equal(np.asarray(written), _figure_as_written("chelsea", 100, title))
+        assert np.array_equal(np.asarray(written), _figure_as_written("chelsea", 101, title))
 
 
 @pytest.mark.parametrize("strategy", ["optimal", "proportional", "threshold"])
 def test_allocate_command_strategies(
     tmp_path: Path, strategy: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    argv = ["allocate", "coffee", "--budget", "87", "--strategy", strategy, "--scorer", "blur",
+    argv = ["allocate", "coffee", "--budget", "107", "--strategy", strategy, "--scorer", "blur",
             "--max-patch", "128", "--out", str(tmp_path / "x.png")]  # fmt: skip
     assert main(argv) == 0
-    assert sum(tokens for _, _, tokens, _, _ in _rows(capsys.readouterr().out)) == 87
+    assert sum(tokens for _, _, tokens, _, _ in _rows(capsys.readouterr().out)) == 107  # 104 roots
 
 
 def test_allocate_infeasible_budget(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

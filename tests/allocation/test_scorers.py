@@ -12,6 +12,7 @@ from pyrtok.allocation import (
     blur_scores,
     entropy_scores,
     laplacian_scores,
+    node_scoring,
     threshold_weights,
 )
 from pyrtok.allocation.quadtree import QuadtreeGeometry
@@ -121,10 +122,10 @@ def test_blocked_batches_give_the_same_scores(name: str, monkeypatch: pytest.Mon
 
     x = image(5, 64, 96, seed=7)
     whole = SCORERS[name](x, 16, 32)
-    monkeypatch.setattr(scorers, "_CHUNK_VALUES", 2 * x[0].numel())  # blocks of 2, 2 and 1
+    monkeypatch.setattr(node_scoring, "_CHUNK_VALUES", 2 * x[0].numel())  # blocks of 2, 2 and 1
     blocked = SCORERS[name](x, 16, 32)
     for a, b in zip(whole, blocked, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)
     weights = scorers.threshold_weights(x, 16, 32)
-    monkeypatch.setattr(scorers, "_CHUNK_VALUES", 1 << 30)
+    monkeypatch.setattr(node_scoring, "_CHUNK_VALUES", 1 << 30)
     assert torch.equal(weights, scorers.threshold_weights(x, 16, 32))

@@ -45,7 +45,7 @@ def test_full_detail_round_trip_is_exact(
 
 def test_tokens_are_pyramid_patches() -> None:
     x = torch.rand(2, 3, 100, 140, generator=torch.Generator().manual_seed(0))
-    allocation = allocate(x, 20 + 3 * 11, 8, 32)
+    allocation = allocate(x, 54 + 3 * 11, 8, 32)  # 54 roots
     g = allocation.geometry
     pyramid = gaussian_pyramid(pad_to_cells(x, g), levels=g.depth + 1)
     tokens = tokenize(x, allocation).tokens.reshape(2, -1, 3, 8, 8)
@@ -72,7 +72,7 @@ def test_detokenize_decodes_each_token_alone(level: int) -> None:
 
 def test_detokenize_crops_the_padding_and_approximates_the_image() -> None:
     x = torch.linspace(0, 1, 90)[None, None, :, None].expand(1, 3, 90, 120).contiguous()
-    allocation = allocate(x, 4 + 3 * 4, 16, 64)
+    allocation = allocate(x, 27 + 3 * 4, 16, 64)  # 27 roots
     image = detokenize(tokenize(x, allocation).tokens, allocation)
     assert image.shape == x.shape
     assert float((image - x).abs().max()) < 0.05  # a ramp is smooth: coarse tokens suffice

@@ -174,9 +174,15 @@ def test_normalising_inside_lets_the_selector_score_unit_pixels() -> None:
         levels=3, selector=Recording(scorer="entropy"), image_mean=CLIP_MEAN, image_std=CLIP_STD
     )
     outside = hierarchical(levels=3, selector=Recording(scorer="entropy"))
-    ours, theirs = inside.encode_images(x), outside.encode_images(normalised)
+    ours = inside.encode_images(x)
     assert torch.equal(Recording.seen[0], x)  # the selector scored [0, 1] pixels
+    with pytest.raises(ValueError, match=r"entropy scorer bins pixel values in \[0, 1\]"):
+        outside.encode_images(normalised)  # normalised pixels reach the scorer: refused
     assert torch.equal(Recording.seen[1], normalised)
+    # Normalising inside gives the encoder what normalising outside gives it.
+    theirs = hierarchical(levels=3, selector=Recording(scorer="laplacian")).encode_images(
+        normalised
+    )
     coarse = ours.mask & (ours.scales == 0)  # scale 0 is kept in full: the encoder input
     torch.testing.assert_close(ours.embeds[coarse], theirs.embeds[coarse])
     ids, mask = prompts(3)

@@ -85,8 +85,8 @@ def test_the_allocator_sees_unit_pixels_not_normalised_ones() -> None:
     out = vlm(x, torch.tensor([[1, IMAGE, 5]]))
     expected = allocate(x, 10, 8, 32, scorer="entropy")
     assert torch.equal(out.allocation.boxes, expected.boxes)
-    normalised = allocate((x - 0.5) / 0.05, 10, 8, 32, scorer="entropy")
-    assert not torch.equal(normalised.boxes, expected.boxes)
+    with pytest.raises(ValueError, match=r"entropy scorer bins pixel values in \[0, 1\]"):
+        allocate((x - 0.5) / 0.05, 10, 8, 32, scorer="entropy")
 
 
 def test_rows_with_their_own_budgets_equal_each_row_alone() -> None:

@@ -32,7 +32,9 @@ class Allocation:
     Leaves are ordered by ``order``: ``"raster"`` sorts them row-major by their top-left corner
     (the order of a ViT's patch grid: at full detail it *is* that grid), ``"morton"`` goes cell
     by cell in raster order and depth first (Z order) inside a cell. Boxes are in pixels of the
-    image; cells on the bottom/right edge may reach into the reflect padding (see
+    image. No leaf lies outside it; when a side is not a multiple of ``min_patch``, the
+    ``min_patch`` leaves on the bottom/right edge reach past it, and their boxes are clipped in
+    :func:`~pyrtok.allocation.token_positions` and :func:`~pyrtok.allocation.detokenize` (see
     :class:`~pyrtok.allocation.quadtree.QuadtreeGeometry`).
 
     Attributes:
@@ -43,7 +45,8 @@ class Allocation:
         mask: ``(B, N)`` bool, True for the first ``lengths[b]`` entries (padding is False).
         cell_counts: ``(B, cell_rows, cell_cols)`` int64 tokens per cell.
         splits: ``depth`` bool maps, entry ``d`` ``(B, cell_rows * 2**d, cell_cols * 2**d)``:
-            which nodes of quadtree depth ``d`` are split (the tree; see :meth:`nodes`).
+            which nodes of quadtree depth ``d`` are split (the tree, forced splits included;
+            see :meth:`nodes`).
         image_size: ``(H, W)`` of the images the allocation was made for.
         min_patch: smallest leaf side in pixels (a level-0 token).
         max_patch: cell side in pixels, ``min_patch * 2**depth``.
@@ -165,17 +168,19 @@ class Allocation:
         return (onehot * self.mask[..., None]).sum(dim=1)
 
     def nodes(self) -> list[Tensor]:
-        """Which quadtree nodes exist, per depth: ``depth + 1`` bool maps, entry ``d``
-        ``(B, cell_rows * 2**d, cell_cols * 2**d)``; every cell exists, a deeper node exists
-        when its parent is split. A slice of the tree, nothing is rebuilt.
+        """Which quadtree nodes are in the tree, per depth: ``depth + 1`` bool maps, entry ``d``
+        ``(B, cell_rows * 2**d, cell_cols * 2**d)``: the roots, and the children of every split
+        node, where they exist (:meth:`QuadtreeGeometry.node_exists`; forced splits are not
+        nodes of the tree). A slice of the tree, nothing is rebuilt.
 
         With ``max_patch = min_patch * 2**(L - 1)``, entry ``d`` is the keep map of VLM scale
         ``s = d`` (see :class:`~pyrtok.allocation.QuadtreeGeometry` for the conventions): the
         residual tokens of a region are needed where its node is there.
         """
-        exist = [torch.ones_like(self.cell_counts, dtype=torch.bool)]
-        exist += [children(split) for split in self.splits]
-        return exist
+        geometry, device = self.geometry, self.device
+        below = [torch.ones_like(self.cell_counts, dtype=torch.bool)]
+        below += [children(split) for split in self.splits]
+        return [b & geometry.node_exists(d, device) for d, b in enumerate(below)]
 
 
 def _morton(row: Tensor, col: Tensor, bits: int) -> Tensor:
@@ -220,19 +225,21 @@ def allocation_from_splits(
 ) -> Allocation:
     """Turn split maps (``depth`` bool tensors ``(B, rows_d, cols_d)``) into leaves.
 
-    A node is a leaf if it exists (it is a cell, or its parent is split) and is not split.
-    ``order`` is the leaf order (see :class:`Allocation`).
+    A node is a leaf if it exists (:meth:`QuadtreeGeometry.node_exists`), is a root or the
+    child of a split node, and is not split. Forced splits are added to ``splits``. ``order`` is
+    the leaf order (see :class:`Allocation`).
     """
     order = check_order(order)
-    exists = torch.ones((batch, *geometry.grid(0)), dtype=torch.bool, device=device)
+    splits = [split | geometry.forced_splits(d, device) for d, split in enumerate(splits)]
+    below = torch.ones((batch, *geometry.grid(0)), dtype=torch.bool, device=device)
     leaf_maps = []
     cell_counts = torch.zeros((batch, *geometry.grid(0)), dtype=torch.long, device=device)
     for d in range(geometry.depth + 1):
-        split = splits[d] if d < geometry.depth else torch.zeros_like(exists)
-        leaf = exists & ~split
+        split = splits[d] if d < geometry.depth else torch.zeros_like(below)
+        leaf = below & geometry.node_exists(d, device) & ~split
         leaf_maps.append(leaf.flatten(1))
         cell_counts += sum_pool(leaf.long(), 1 << d)
-        exists = children(split)
+        below = children(split)
     leaf = torch.cat(leaf_maps, dim=1)
     table, keys = _node_table(geometry, device, order)
     lengths = leaf.sum(dim=1)

@@ -69,11 +69,13 @@ def allocate(
 ) -> Allocation | list[Allocation]:
     """Give every image exactly its ``budget`` of quadtree leaves (tokens).
 
-    The image is tiled into ``max_patch`` cells (bottom/right edges reflect-padded to whole
-    cells); a cell splits into 4 children down to ``min_patch``; a leaf of side
-    ``min_patch * 2**k`` is one token read from Gaussian pyramid level ``k``. With ``c`` cells
-    the feasible budgets are ``c + 3 * s`` for ``s`` splits; any other budget raises a
-    ValueError naming the nearest feasible ones, unless ``budget_mode`` says how to round.
+    The image is tiled into ``max_patch`` cells (and strips of smaller roots along the
+    bottom/right edges when a side is not a multiple of ``max_patch``: no token on padding,
+    see :class:`~pyrtok.allocation.QuadtreeGeometry`); a node splits into 4 children down to
+    ``min_patch``; a leaf of side ``min_patch * 2**k`` is one token read from Gaussian pyramid
+    level ``k``. With ``r`` roots (``geometry.min_budget``) the feasible budgets are
+    ``r + 3 * s`` for ``s`` splits; any other budget raises a ValueError naming the nearest
+    feasible ones, unless ``budget_mode`` says how to round.
 
     Strategies:
         - ``"greedy"``: repeatedly split the leaf with the highest score (for ``laplacian``:

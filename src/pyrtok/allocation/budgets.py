@@ -1,17 +1,18 @@
 """Budget modes: how a requested budget becomes each image's number of quadtree splits.
 
-With ``c`` cells an image's feasible budgets are ``c + 3 * s`` for ``0 <= s <= max_splits``
-(:class:`~pyrtok.allocation.QuadtreeGeometry`). A budget is one number for the batch or one per
+An image's feasible budgets are ``r + 3 * s`` for ``0 <= s <= max_splits``, with ``r =
+geometry.min_budget`` its roots (its cells when the sides are multiples of ``max_patch``; see
+:class:`~pyrtok.allocation.QuadtreeGeometry`). A budget is one number for the batch or one per
 image, read by ``budget_mode``:
 
 - ``"exact"``: the budget must be feasible; anything else is a ValueError naming the nearest
   feasible budgets.
-- ``"at_most"``: the largest feasible count ``<= budget``; a budget below the number of cells
-  (one token per cell) is a ValueError naming that minimum. Above full detail gives full detail.
+- ``"at_most"``: the largest feasible count ``<= budget``; a budget below ``min_budget`` (one
+  token per root) is a ValueError naming that minimum. Above full detail gives full detail.
 - ``"per_pixel"``: a token density, in tokens per 512 x 512 pixels (what a 512 x 512 image would
   get): an ``H x W`` image asks for ``floor(budget * H * W / 512**2)`` tokens, which is brought
-  into ``[cells, full detail]`` and rounded down to a feasible count. Counts are proportional to
-  image area, whatever the aspect ratio, to within the rounding (3 tokens).
+  into ``[min_budget, full detail]`` and rounded down to a feasible count. Counts are
+  proportional to image area, whatever the aspect ratio, to within the rounding (3 tokens).
 """
 
 from __future__ import annotations
@@ -50,13 +51,13 @@ def _exact(budget: object, geometry: QuadtreeGeometry) -> int:
 def _at_most(budget: object, geometry: QuadtreeGeometry) -> int:
     if isinstance(budget, bool) or not isinstance(budget, int):
         raise TypeError(f"budget: expected an int number of tokens, got {budget!r}")
-    if budget < geometry.num_cells:
+    if budget < geometry.min_budget:
         raise ValueError(
-            f"budget: {budget} tokens is below one token per cell for a {geometry.height}x"
-            f"{geometry.width} image with {geometry.num_cells} cells of {geometry.max_patch} px; "
-            f"the smallest feasible budget is {geometry.num_cells}"
+            f"budget: {budget} tokens is below one token per root for a {geometry.height}x"
+            f"{geometry.width} image with max_patch {geometry.max_patch}; the smallest feasible "
+            f"budget is {geometry.min_budget}"
         )
-    return min((budget - geometry.num_cells) // 3, geometry.max_splits)
+    return min((budget - geometry.min_budget) // 3, geometry.max_splits)
 
 
 def _per_pixel(density: object, geometry: QuadtreeGeometry) -> int:
@@ -69,13 +70,13 @@ def _per_pixel(density: object, geometry: QuadtreeGeometry) -> int:
         tokens = density * area // PER_PIXEL_AREA
     else:
         tokens = math.floor(density * area / PER_PIXEL_AREA)
-    return min(max(tokens - geometry.num_cells, 0) // 3, geometry.max_splits)
+    return min(max(tokens - geometry.min_budget, 0) // 3, geometry.max_splits)
 
 
 def splits_per_image(
     budget: object, geometry: QuadtreeGeometry, batch: int, budget_mode: BudgetMode = "exact"
 ) -> list[int]:
-    """Each image's number of splits (its tokens are ``cells + 3 * splits``).
+    """Each image's number of splits (its tokens are ``geometry.min_budget + 3 * splits``).
 
     Args:
         budget: one number or a sequence of ``batch`` numbers, read as ``budget_mode`` says.
@@ -84,11 +85,11 @@ def splits_per_image(
         budget_mode: ``"exact"``, ``"at_most"`` or ``"per_pixel"``.
 
     Examples:
-        >>> g = QuadtreeGeometry.create(480, 640, min_patch=16, max_patch=64)  # 80 cells
-        >>> [g.num_cells + 3 * s for s in splits_per_image([256, 300], g, 2, "at_most")]
-        [254, 299]
-        >>> [g.num_cells + 3 * s for s in splits_per_image(256, g, 1, "per_pixel")]
-        [299]
+        >>> g = QuadtreeGeometry.create(480, 640, min_patch=16, max_patch=64)  # 90 roots
+        >>> [g.min_budget + 3 * s for s in splits_per_image([256, 300], g, 2, "at_most")]
+        [255, 300]
+        >>> [g.min_budget + 3 * s for s in splits_per_image(256, g, 1, "per_pixel")]
+        [300]
     """
     mode = check_budget_mode(budget_mode)
     convert = {"exact": _exact, "at_most": _at_most, "per_pixel": _per_pixel}[mode]

@@ -5,7 +5,9 @@ from a node to its children. :func:`optimal_splits` maximises the total score of
 for any scores. For every node it computes ``f[m]``, the best total with ``m`` splits inside the
 node's subtree; children combine by max-plus convolution, then all cells of an image combine the
 same way, pairwise. The argmax of every convolution is kept, and the splits are read back from
-the root counts down. Cost per image is about ``(cells * splits_per_cell)**2`` additions.
+the root counts down. A forced split (a node reaching past the image) combines its children
+without counting itself; a node outside the image holds no split. Cost per image is about
+``max_splits**2`` additions.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from einops import rearrange
 from torch import Tensor
 
 from pyrtok.allocation.quadtree import QuadtreeGeometry
+from pyrtok.allocation.strategies import node_masks
 
 _CHUNK = 1 << 24
 
@@ -77,9 +80,23 @@ def optimal_splits(scores: list[Tensor], geometry: QuadtreeGeometry, splits: int
     if depth == 0:
         return []
     work = torch.float64 if scores[0].dtype == torch.float64 else torch.float32
+    masks = node_masks(geometry, scores[0].device)
+
+    def node_table(d: int, inside: Tensor | None) -> Tensor:
+        """``f`` of the depth-``d`` nodes given their children's best ``inside``: an existing
+        node may stay whole (0) or split (its score + inside), a forced split always splits
+        without counting itself, a node outside holds nothing."""
+        exists, forced = masks[d]
+        gain = scores[d].to(work)[..., None]
+        below = torch.zeros_like(gain) if inside is None else inside
+        split = torch.cat([torch.zeros_like(gain), gain + below], dim=-1)
+        nothing = torch.full_like(split, float("-inf"))
+        nothing[..., 0] = 0
+        table = torch.where(exists[..., None], split, nothing)
+        return torch.where(forced[..., None], _pad(below, split.shape[-1]), table)
+
     # Bottom-up: f[d] is (B, rows_d, cols_d, n_d); keep the argmax of each convolution.
-    zero = torch.zeros_like(scores[-1], dtype=work)[..., None]
-    f = torch.cat([zero, scores[-1].to(work)[..., None]], dim=-1)
+    f = node_table(depth - 1, None)
     trace: list[tuple[Tensor, Tensor, Tensor]] = []
     for d in reversed(range(depth - 1)):
         kids = _quads(f)
@@ -87,8 +104,7 @@ def optimal_splits(scores: list[Tensor], geometry: QuadtreeGeometry, splits: int
         second, arg_second = _max_plus(kids[..., 2, :], kids[..., 3, :])
         both, arg_both = _max_plus(first, second)
         trace.append((arg_first, arg_second, arg_both))
-        gain = scores[d].to(work)[..., None]
-        f = torch.cat([torch.zeros_like(gain), gain + both], dim=-1)
+        f = node_table(d, both)
     trace.reverse()
     # Combine the cells of each image pairwise.
     batch = f.shape[0]
@@ -114,12 +130,12 @@ def optimal_splits(scores: list[Tensor], geometry: QuadtreeGeometry, splits: int
     count = count.reshape(batch, geometry.cell_rows, geometry.cell_cols)
     maps = []
     for d in range(depth):
-        split = count > 0
-        maps.append(split)
+        exists, forced = masks[d]
+        maps.append((exists & (count > 0)) | forced)
         if d == depth - 1:
             break
         arg_first, arg_second, arg_both = trace[d]
-        inside = (count - 1).clamp(min=0)
+        inside = torch.where(forced, count, (count - 1).clamp(min=0))
         first, second = _pick(arg_both, inside)
         c0, c1 = _pick(arg_first, first)
         c2, c3 = _pick(arg_second, second)

@@ -20,10 +20,19 @@ VLM scale ``s``        the coarsest     ``HierarchicalVLM`` scales, residual tok
 ``k = depth - d`` and, with one VLM scale per pyramid level (``max_patch = min_patch *
 2**(L - 1)``), ``s = d``.
 
-Sizes that are not multiples of ``max_patch`` are padded at the bottom and right by reflection
-(reflect-101) up to whole cells. The padding is recorded in the geometry, scorers give no weight
-to padded pixels, and :func:`~pyrtok.allocation.detokenize` crops it off again. With ``c`` cells
-a budget is feasible iff it is ``c + 3 * s`` for ``0 <= s <= c * (4**depth - 1) / 3`` splits.
+Sizes that are not multiples of ``max_patch``: the node grids cover the image padded at the
+bottom and right to whole cells (by reflection, reflect-101, for filtering), but no token lies on
+the padding. At depth ``d`` (node side ``s``) the nodes that **exist** are the top-left block of
+``floor(H / s) x floor(W / s)`` nodes wholly inside the image, and at the finest depth also the
+nodes that reach into it (``ceil(H / p) x ceil(W / p)`` of side ``p = min_patch``): only a
+``min_patch`` leaf can be partly outside, and its box is clipped to the image in
+:func:`~pyrtok.allocation.token_positions` and :func:`~pyrtok.allocation.detokenize`. A node that
+reaches past the image but holds existing nodes is a **forced split** (split by construction, not
+counted), so the image is tiled by **roots**: whole cells, then strips of smaller nodes along the
+bottom and right edges (a 480 x 640 image with 64 px cells has 70 cells and 20 roots of 32 px).
+Every existing internal node has four existing children, so with ``r`` roots a budget is
+feasible iff it is ``r + 3 * s`` for ``0 <= s <= max_splits`` (the existing internal nodes), and
+full detail is ``ceil(H / p) * ceil(W / p)`` tokens (1200 for 480 x 640 at ``p = 16``).
 """
 
 from __future__ import annotations
@@ -52,11 +61,11 @@ class QuadtreeGeometry:
     Build it with :meth:`create`, which validates the arguments.
 
     Examples:
-        >>> g = QuadtreeGeometry.create(300, 512, min_patch=16, max_patch=128)
+        >>> g = QuadtreeGeometry.create(320, 512, min_patch=16, max_patch=128)
         >>> g.cell_rows, g.cell_cols, g.depth, g.padded_size
         (3, 4, 3, (384, 512))
-        >>> g.num_cells, g.full_budget, g.splits_for(15)
-        (12, 768, 1)
+        >>> g.num_cells, g.min_budget, g.full_budget, g.splits_for(19)  # 8 cells + 8 roots of 64
+        (12, 16, 640, 1)
     """
 
     height: int
@@ -104,19 +113,51 @@ class QuadtreeGeometry:
         """``(H, W)`` after reflect padding to whole cells."""
         return self.cell_rows * self.max_patch, self.cell_cols * self.max_patch
 
+    def existing_grid(self, d: int) -> tuple[int, int]:
+        """``(rows, cols)`` of the top-left block of depth-``d`` nodes that exist: those wholly
+        inside the image, and at the finest depth also those that reach into it."""
+        size = self.node_size(d)
+        if d == self.depth:
+            return -(-self.height // size), -(-self.width // size)
+        return self.height // size, self.width // size
+
+    def node_exists(self, d: int, device: torch.device | str = "cpu") -> Tensor:
+        """``(rows_d, cols_d)`` bool: which nodes of depth ``d`` exist (can be tokens)."""
+        return _block(self.grid(d), self.existing_grid(d), device)
+
+    def forced_splits(self, d: int, device: torch.device | str = "cpu") -> Tensor:
+        """``(rows_d, cols_d)`` bool: the nodes of depth ``d`` that reach past the image but hold
+        existing nodes; every tree splits them, and they are not counted as splits.
+
+        Examples:
+            >>> g = QuadtreeGeometry.create(48, 64, min_patch=16, max_patch=32)
+            >>> g.forced_splits(0).int().tolist(), g.min_budget  # 2 cells + 4 roots of 16 px
+            ([[0, 0], [1, 1]], 6)
+        """
+        size = self.node_size(d)
+        reaching = _block(self.grid(d), (-(-self.height // size), -(-self.width // size)), device)
+        return reaching & ~self.node_exists(d, device)
+
+    def _exist_count(self, d: int) -> int:
+        rows, cols = self.existing_grid(d)
+        return rows * cols
+
     @property
-    def splits_per_cell(self) -> int:
-        """Internal nodes of one cell's full tree: ``(4**depth - 1) / 3``."""
-        return ((1 << 2 * self.depth) - 1) // 3
+    def min_budget(self) -> int:
+        """Tokens when nothing is split: one per root (an existing node whose parent does not
+        exist); ``num_cells`` when the sides are multiples of ``max_patch``."""
+        nested = sum(4 * self._exist_count(d) for d in range(self.depth))
+        return sum(self._exist_count(d) for d in range(self.depth + 1)) - nested
 
     @property
     def max_splits(self) -> int:
-        return self.num_cells * self.splits_per_cell
+        """Splits of full detail: every existing internal node."""
+        return sum(self._exist_count(d) for d in range(self.depth))
 
     @property
     def full_budget(self) -> int:
-        """Tokens when every leaf is ``min_patch`` (full detail)."""
-        return self.num_cells << 2 * self.depth
+        """Tokens when every leaf is ``min_patch`` (full detail): ``ceil(H / p) * ceil(W / p)``."""
+        return self._exist_count(self.depth)
 
     def grid(self, d: int) -> tuple[int, int]:
         """``(rows, cols)`` of the node grid at depth ``d`` (0 = cells)."""
@@ -155,13 +196,17 @@ class QuadtreeGeometry:
         return self.level_of_depth(self._check_index(s, self.depth, "s"))
 
     def uniform_budgets(self) -> list[int]:
-        """Budgets a regular grid of equal tokens can meet: ``cells * 4**d``."""
-        return [self.num_cells * 4**d for d in range(self.depth + 1)]
+        """Budgets a regular grid of equal tokens can meet: every node above depth ``d`` split,
+        entry ``d`` (``cells * 4**d`` when the sides are multiples of ``max_patch``)."""
+        return [
+            self.min_budget + 3 * sum(map(self._exist_count, range(d)))
+            for d in range(self.depth + 1)
+        ]
 
     def _describe(self) -> str:
         return (
-            f"a {self.height}x{self.width} image with {self.num_cells} cells of "
-            f"{self.max_patch} px and min_patch {self.min_patch}"
+            f"a {self.height}x{self.width} image with max_patch {self.max_patch} and min_patch "
+            f"{self.min_patch} ({self.min_budget} root tokens)"
         )
 
     def splits_for(self, budget: int) -> int:
@@ -169,10 +214,10 @@ class QuadtreeGeometry:
         nearest feasible budgets."""
         if isinstance(budget, bool) or not isinstance(budget, int):
             raise TypeError(f"budget: expected an int number of tokens, got {budget!r}")
-        low, high = self.num_cells, self.full_budget
+        low, high = self.min_budget, self.full_budget
         if budget < low:
             raise ValueError(
-                f"budget: {budget} tokens is below one token per cell for {self._describe()}; "
+                f"budget: {budget} tokens is below one token per root for {self._describe()}; "
                 f"the smallest feasible budget is {low}"
             )
         if budget > high:
@@ -256,28 +301,6 @@ def pad_to_cells(images: Tensor, geometry: QuadtreeGeometry) -> Tensor:
     return F.pad(work, (0, pad_w, 0, pad_h), mode="reflect")
 
 
-def valid_share(length: int, stride: int, count: int, device: torch.device) -> Tensor:
-    """Fraction of each of ``count`` footprints ``[i*stride, (i+1)*stride)`` inside ``[0, length)``.
-
-    Examples:
-        >>> valid_share(10, 4, 3, torch.device("cpu"))
-        tensor([1.0000, 1.0000, 0.5000])
-    """
-    start = torch.arange(count, device=device, dtype=torch.float64) * stride
-    return ((length - start).clamp(0, stride) / stride).float()
-
-
-def valid_weight(geometry: QuadtreeGeometry, stride: int, device: torch.device) -> Tensor | None:
-    """``(rows, cols)`` share of each level-grid footprint inside the unpadded image, or None
-    when nothing is padded. ``stride`` is the footprint side in pixels (``2**k`` for level k)."""
-    height, width = geometry.padded_size
-    if (height, width) == (geometry.height, geometry.width):
-        return None
-    rows = valid_share(geometry.height, stride, -(-height // stride), device)
-    cols = valid_share(geometry.width, stride, -(-width // stride), device)
-    return rows[:, None] * cols[None, :]
-
-
 def sum_pool(x: Tensor, factor: int) -> Tensor:
     """Sum non-overlapping ``factor`` x ``factor`` blocks of the last two dims.
 
@@ -291,6 +314,13 @@ def sum_pool(x: Tensor, factor: int) -> Tensor:
     *lead, height, width = x.shape
     blocks = x.reshape(*lead, height // factor, factor, width // factor, factor)
     return blocks.sum(dim=(-3, -1))
+
+
+def _block(grid: tuple[int, int], block: tuple[int, int], device: torch.device | str) -> Tensor:
+    """``grid`` bool map, True on its top-left ``block``."""
+    rows = torch.arange(grid[0], device=device) < block[0]
+    cols = torch.arange(grid[1], device=device) < block[1]
+    return rows[:, None] & cols[None, :]
 
 
 def children(x: Tensor) -> Tensor:

@@ -2,9 +2,11 @@
 
 Every strategy takes node scores (``depth`` maps, entry ``d`` of shape
 ``(B, cell_rows * 2**d, cell_cols * 2**d)``, see :mod:`pyrtok.allocation.scorers`) and a number
-of splits ``s``, and returns ``depth`` boolean maps of the same shapes with exactly ``s`` nodes
-set per image, forming valid trees (a node is split only if its parent is). The whole batch is
-processed with tensor ops: no Python loop over images or nodes.
+of splits ``s``, and returns ``depth`` boolean maps of the same shapes with exactly ``s``
+existing nodes set per image, forming valid trees (a node is split only if its parent is, where
+the parent of a root is a forced split; see :class:`~pyrtok.allocation.QuadtreeGeometry`). They
+set the forced splits too, never a node outside the image, and read no score of either. The
+whole batch is processed with tensor ops: no Python loop over images or nodes.
 """
 
 from __future__ import annotations
@@ -14,6 +16,14 @@ from einops import rearrange
 from torch import Tensor
 
 from pyrtok.allocation.quadtree import QuadtreeGeometry, children, sum_pool
+
+
+def node_masks(geometry: QuadtreeGeometry, device: torch.device) -> list[tuple[Tensor, Tensor]]:
+    """``(exists, forced)`` bool maps ``(rows_d, cols_d)`` of every split depth ``d``."""
+    return [
+        (geometry.node_exists(d, device), geometry.forced_splits(d, device))
+        for d in range(geometry.depth)
+    ]
 
 
 def _flatten(maps: list[Tensor]) -> Tensor:
@@ -110,6 +120,14 @@ def greedy_splits(scores: list[Tensor], geometry: QuadtreeGeometry, splits: int)
     """
     if not scores:
         return []
+    masks = node_masks(geometry, scores[0].device)
+    forced = sum(int(f.sum()) for _, f in masks)
+    # Forced splits come first, nodes outside the image never (their scores are not read).
+    scores = [
+        torch.where(f, torch.inf, torch.where(e, score, -torch.inf))
+        for score, (e, f) in zip(scores, masks, strict=True)
+    ]
+    splits += forced
     keys = greedy_keys(scores)
     order = torch.arange(keys[0].shape[1], device=keys[0].device).expand(keys[0].shape[0], -1)
     for key in reversed(keys):
@@ -123,16 +141,18 @@ def greedy_splits(scores: list[Tensor], geometry: QuadtreeGeometry, splits: int)
 def uniform_splits(
     batch: int, geometry: QuadtreeGeometry, depth: int, device: torch.device
 ) -> list[Tensor]:
-    """Split every node above ``depth``: a regular grid of ``cells * 4**depth`` equal tokens."""
+    """Split every node above ``depth``: a regular grid of equal tokens
+    (``geometry.uniform_budgets()[depth]``; roots below ``depth`` stay whole)."""
     return [
-        torch.full((batch, *geometry.grid(d)), d < depth, dtype=torch.bool, device=device)
-        for d in range(geometry.depth)
+        (f | (e & (d < depth))).expand(batch, -1, -1).clone()
+        for d, (e, f) in enumerate(node_masks(geometry, device))
     ]
 
 
-def distribute(weights: Tensor, total: int, cap: int) -> Tensor:
+def distribute(weights: Tensor, total: int, cap: int | Tensor) -> Tensor:
     """Share ``total`` units among the columns of ``weights`` ``(B, n)`` in proportion to them,
-    each between 0 and ``cap``, rounding by largest remainder so every row sums to ``total``.
+    each between 0 and ``cap`` (an int, or ``(n,)`` per column), rounding by largest remainder
+    so every row sums to ``total``.
 
     Shares above ``cap`` are clipped and the excess is shared again among the rest (water
     filling). A row of zero weights is shared evenly. Remainder ties go to the lower index.
@@ -143,30 +163,31 @@ def distribute(weights: Tensor, total: int, cap: int) -> Tensor:
                 [3, 1, 0]])
     """
     n = weights.shape[1]
-    if not 0 <= total <= n * cap:
+    caps = torch.as_tensor(cap, dtype=torch.float64, device=weights.device).expand(n)
+    if not 0 <= total <= int(caps.sum()):
         raise ValueError(f"total: {total} units cannot be shared by {n} slots of at most {cap}")
-    weights = weights.to(torch.float64).clamp(min=0)
+    weights = weights.to(torch.float64).clamp(min=0) * (caps > 0)
     largest = weights.max(dim=1, keepdim=True).values
     weights = torch.where(largest > 0, weights / largest, 1.0)
     capped = torch.zeros_like(weights, dtype=torch.bool)
     target = torch.zeros_like(weights)
     for _ in range(n):
-        free = ~capped
-        left = total - cap * capped.sum(dim=1, keepdim=True)
+        free = ~capped & (caps > 0)
+        left = total - (caps * capped).sum(dim=1, keepdim=True)
         free_weight = torch.where(free, weights, 0.0)
         share = free_weight.sum(dim=1, keepdim=True)
         # Free slots that all have zero weight share evenly.
         free_weight = torch.where(share == 0, free.to(weights.dtype), free_weight)
         share = free_weight.sum(dim=1, keepdim=True)
         share = torch.where(share > 0, share, 1.0)
-        target = torch.where(capped, float(cap), left * free_weight / share)
-        over = target > cap
+        target = torch.where(capped, caps, left * free_weight / share)
+        over = target > caps
         if not bool(over.any()):
             break
         capped |= over
-    base = target.floor().clamp(max=cap)
+    base = torch.minimum(target.floor(), caps)
     short = total - base.sum(dim=1, keepdim=True)
-    remainder = torch.where(base < cap, target - base, -1.0)
+    remainder = torch.where(base < caps, target - base, -1.0)
     rank = torch.sort(remainder, dim=1, descending=True, stable=True).indices.argsort(dim=1)
     return (base + (rank < short).to(base.dtype)).long()
 
@@ -185,37 +206,52 @@ def _from_cell(x: Tensor, d: int) -> Tensor:
 def cell_splits(scores: list[Tensor], geometry: QuadtreeGeometry, per_cell: Tensor) -> list[Tensor]:
     """Realise ``per_cell`` ``(B, cell_rows, cell_cols)`` split counts breadth first.
 
-    A cell with ``m`` splits is split level by level: whole levels first (a regular grid of 1,
-    4, 16, ... leaves), and the splits left over for the next, partial level go to its
-    highest-scoring nodes (ties in raster order).
+    A cell with ``m`` splits is split level by level: whole levels of its existing nodes first
+    (a regular grid of 1, 4, 16, ... leaves in a whole cell), and the splits left over for the
+    next, partial level go to its highest-scoring existing nodes (ties in raster order).
     """
     maps = []
-    for d in range(geometry.depth):
-        before = (4**d - 1) // 3
-        quota = (per_cell - before).clamp(0, 4**d)
-        cell_scores = _by_cell(scores[d], d)
+    before = torch.zeros_like(per_cell)
+    for d, (exists, forced) in enumerate(node_masks(geometry, per_cell.device)):
+        count = _by_cell(exists[None], d).sum(dim=-1)
+        quota = torch.minimum((per_cell - before).clamp(min=0), count)
+        cell_scores = _by_cell(torch.where(exists, scores[d], -torch.inf), d)
         rank = torch.sort(cell_scores, dim=-1, descending=True, stable=True).indices.argsort(-1)
-        maps.append(_from_cell(rank < quota[..., None], d))
+        maps.append(_from_cell(rank < quota[..., None], d) | forced)
+        before = before + count
     return maps
 
 
-def cell_weights(scores: list[Tensor]) -> Tensor:
-    """``(B, cell_rows, cell_cols)``: the total score of each cell's internal nodes."""
-    return sum(sum_pool(score, 1 << d) for d, score in enumerate(scores))  # type: ignore[return-value]
+def cell_capacity(geometry: QuadtreeGeometry, device: torch.device) -> Tensor:
+    """``(cell_rows, cell_cols)`` int64: the existing internal nodes (possible splits) of each
+    cell (``(4**depth - 1) / 3`` for a whole cell, fewer on the bottom/right edge)."""
+    masks = node_masks(geometry, device)
+    return sum(sum_pool(e.long(), 1 << d) for d, (e, _) in enumerate(masks))  # type: ignore[return-value]
+
+
+def cell_weights(scores: list[Tensor], geometry: QuadtreeGeometry) -> Tensor:
+    """``(B, cell_rows, cell_cols)``: the total score of each cell's existing internal nodes."""
+    masks = node_masks(geometry, scores[0].device)
+    return sum(  # type: ignore[return-value]
+        sum_pool(torch.where(e, score, 0.0), 1 << d)
+        for d, (score, (e, _)) in enumerate(zip(scores, masks, strict=True))
+    )
 
 
 def proportional_splits(
     scores: list[Tensor], geometry: QuadtreeGeometry, splits: int, weights: Tensor | None = None
 ) -> list[Tensor]:
     """Share the splits among cells in proportion to ``weights`` (default: each cell's total
-    score), largest-remainder rounded so the total is exact, then :func:`cell_splits`.
+    score), largest-remainder rounded so the total is exact, each cell at most its existing
+    internal nodes, then :func:`cell_splits`.
 
-    This is the seed's per-patch allocation made exact: each cell's token count is
+    This is the seed's per-patch allocation made exact: a whole cell's token count is
     ``1 + 3 * m`` with ``m`` its share of the splits.
     """
     if not scores:
         return []
-    weights = cell_weights(scores) if weights is None else weights
+    weights = cell_weights(scores, geometry) if weights is None else weights
     batch = weights.shape[0]
-    per_cell = distribute(weights.reshape(batch, -1), splits, geometry.splits_per_cell)
+    capacity = cell_capacity(geometry, weights.device).flatten()
+    per_cell = distribute(weights.reshape(batch, -1), splits, capacity)
     return cell_splits(scores, geometry, per_cell.reshape(weights.shape))

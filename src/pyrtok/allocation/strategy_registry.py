@@ -5,11 +5,14 @@ budget of leaves. It is a callable ``strategy(request) -> split maps``:
 
 - ``request`` is a :class:`SplitRequest`: the images ``(B, C, H, W)``, their
   :class:`~pyrtok.allocation.QuadtreeGeometry`, the number of splits ``s`` every image must get
-  (``budget = cells + 3 * s``), and the node scores (``request.scores``), computed by the
-  allocator's scorer on first use only, so a strategy that does not read them costs no scoring.
+  (``budget = geometry.min_budget + 3 * s``), and the node scores (``request.scores``),
+  computed by the allocator's scorer on first use only, so a strategy that does not read them
+  costs no scoring.
 - It returns ``depth`` bool split maps, entry ``d`` of shape ``(B, rows_d, cols_d)`` (the node
   grid of quadtree depth ``d``, ``geometry.grid(d)``), on the images' device, with exactly ``s``
-  nodes set per image, forming valid trees: a node is split only if its parent is.
+  existing nodes (``geometry.node_exists(d)``) set per image, forming valid trees: a node is
+  split only if its parent is. The forced splits (``geometry.forced_splits(d)``, nodes reaching
+  past the image) count as split whether set or not; a node outside the image must not be set.
 
 :func:`~pyrtok.allocation.allocate` checks every strategy's output with :func:`check_splits` and
 refuses one that breaks the contract. :data:`STRATEGIES` maps the built-in names to their
@@ -35,7 +38,12 @@ from pyrtok.allocation.scorers import (
     score_nodes,
     threshold_weights,
 )
-from pyrtok.allocation.strategies import greedy_splits, proportional_splits, uniform_splits
+from pyrtok.allocation.strategies import (
+    greedy_splits,
+    node_masks,
+    proportional_splits,
+    uniform_splits,
+)
 
 
 @dataclass(frozen=True, eq=False)
@@ -45,7 +53,7 @@ class SplitRequest:
     Attributes:
         images: ``(B, C, H, W)`` the images being allocated.
         geometry: their quadtree geometry.
-        splits: splits every image must get (``budget = geometry.num_cells + 3 * splits``).
+        splits: splits every image must get (``budget = geometry.min_budget + 3 * splits``).
         scorer: the node scorer, a name of :data:`~pyrtok.allocation.SCORERS` or a callable.
         pyramid: the images' :func:`~pyrtok.allocation.cell_pyramid` when already built (the
             scorer then reads it).
@@ -72,8 +80,8 @@ class SplitRequest:
 
     @property
     def budget(self) -> int:
-        """Leaves per image: ``cells + 3 * splits``."""
-        return self.geometry.num_cells + 3 * self.splits
+        """Leaves per image: ``geometry.min_budget + 3 * splits``."""
+        return self.geometry.min_budget + 3 * self.splits
 
     def subset(self, rows: Tensor, splits: int) -> SplitRequest:
         """The request for the images ``rows`` (a 1-D index) with ``splits`` splits each; its
@@ -202,7 +210,7 @@ def check_splits(
         name: the strategy's name, for the messages.
 
     Returns:
-        ``maps`` as a list: ``depth`` bool tensors ``(B, rows_d, cols_d)``.
+        ``depth`` bool tensors ``(B, rows_d, cols_d)``: ``maps`` with the forced splits set.
 
     Examples:
         >>> from pyrtok.allocation import QuadtreeGeometry
@@ -243,22 +251,39 @@ parent (0, 0) at depth 0
             raise ValueError(
                 f"{label}: split map {d} is on {split.device}, expected {device} (the images')"
             )
-    checked = list(maps)
     if depth == 0:
-        return checked
-    counts = torch.stack([split.flatten(1).sum(dim=1) for split in checked]).sum(dim=0)
+        return list(maps)
+    masks = node_masks(geometry, device)
+    outside = [
+        split & ~(exists | forced) for split, (exists, forced) in zip(maps, masks, strict=True)
+    ]
+    checked = [split | forced for split, (_, forced) in zip(maps, masks, strict=True)]
+    counts = torch.stack(
+        [
+            (split & exists).flatten(1).sum(dim=1)
+            for split, (exists, _) in zip(maps, masks, strict=True)
+        ]
+    ).sum(dim=0)
     orphans = [checked[d] & ~children(checked[d - 1]) for d in range(1, depth)]
     broken = (counts != splits).any()
-    for orphan in orphans:
-        broken = broken | orphan.any()
+    for bad in orphans + outside:
+        broken = broken | bad.any()
     if not bool(broken):  # one device sync; the details only on failure
         return checked
+    for d, bad in enumerate(outside):
+        if bool(bad.any()):
+            b, row, col = (int(v) for v in bad.nonzero()[0])
+            raise ValueError(
+                f"{label}: image {b} splits node ({row}, {col}) at depth {d}, which lies outside "
+                f"the {geometry.height}x{geometry.width} image; split only where "
+                f"geometry.node_exists(d)"
+            )
     wrong = (counts != splits).nonzero().flatten()
     if wrong.numel():
         b = int(wrong[0])
         raise ValueError(
             f"{label}: image {b} has {int(counts[b])} splits, expected exactly {splits} (a "
-            f"budget of {geometry.num_cells + 3 * splits} tokens)"
+            f"budget of {geometry.min_budget + 3 * splits} tokens)"
         )
     d, orphan = next((d, o) for d, o in enumerate(orphans, start=1) if bool(o.any()))
     b, row, col = (int(v) for v in orphan.nonzero()[0])

@@ -69,8 +69,9 @@ class TokenizedImages:
 
     Attributes:
         tokens: ``(B, N, C * p * p)``, ``p = min_patch``; each token flattened ``(C, p, p)``.
-        positions: ``(B, N, 3)``: box centre ``y / H``, centre ``x / W`` and side
-            ``size / max(H, W)`` (``H, W`` the unpadded image size); zeros where masked.
+        positions: ``(B, N, 3)``: centre ``y / H`` and centre ``x / W`` of the box clipped to
+            the image, and side ``size / max(H, W)`` (``H, W`` the image size): all in
+            ``[0, 1]``; zeros where masked.
         mask: ``(B, N)`` bool, False on padding.
     """
 
@@ -127,15 +128,24 @@ def _leaf_index(allocation: Allocation, level: int) -> tuple[Tensor, Tensor]:
 
 
 def token_positions(allocation: Allocation) -> Tensor:
-    """``(B, N, 3)`` normalised box centre ``(y, x)`` and size of each leaf (see
-    :class:`TokenizedImages`)."""
+    """``(B, N, 3)`` normalised centre ``(y, x)`` of each leaf's box clipped to the image, and
+    its side (see :class:`TokenizedImages`).
+
+    Examples:
+        >>> from pyrtok.allocation import allocate
+        >>> a = allocate(torch.rand(1, 3, 40, 32), budget=6, min_patch=16, max_patch=16)
+        >>> [round(v, 4) for v in token_positions(a)[0, -1].tolist()]  # rows 32..39 of 40
+        [0.9, 0.75, 0.4]
+    """
     height, width = allocation.image_size
     boxes = allocation.boxes.to(torch.float32)
     size = boxes[..., 2]
+    bottom = torch.clamp(boxes[..., 0] + size, max=height)
+    right = torch.clamp(boxes[..., 1] + size, max=width)
     positions = torch.stack(
         [
-            (boxes[..., 0] + size / 2) / height,
-            (boxes[..., 1] + size / 2) / width,
+            (boxes[..., 0] + bottom) / (2 * height),
+            (boxes[..., 1] + right) / (2 * width),
             size / max(height, width),
         ],
         dim=-1,
@@ -166,9 +176,9 @@ def tokenize(
     Examples:
         >>> from pyrtok.allocation import allocate
         >>> x = torch.rand(2, 3, 128, 96)
-        >>> out = tokenize(x, allocate(x, budget=25, min_patch=16, max_patch=64))
+        >>> out = tokenize(x, allocate(x, budget=24, min_patch=16, max_patch=64))
         >>> out.tokens.shape, out.positions.shape
-        (torch.Size([2, 25, 768]), torch.Size([2, 25, 3]))
+        (torch.Size([2, 24, 768]), torch.Size([2, 24, 3]))
         >>> xs = [torch.rand(3, 64, 128), torch.rand(3, 128, 64)]
         >>> packed = tokenize(xs, allocate(xs, budget=[5, 8])).pack()  # padded to 8, then packed
         >>> packed.tokens.shape, packed.cu_seqlens.tolist()

@@ -24,7 +24,14 @@ from typing import Protocol, runtime_checkable
 import torch
 from torch import Tensor, nn
 
-from pyrtok.allocation import Allocation, FrequencyAwareAllocator, Scorer, Strategy, allocate
+from pyrtok.allocation import (
+    Allocation,
+    FrequencyAwareAllocator,
+    QuadtreeGeometry,
+    Scorer,
+    Strategy,
+    allocate,
+)
 
 
 @runtime_checkable
@@ -152,7 +159,8 @@ class FrequencySelector(nn.Module):
 
     Args:
         detail: fraction of the possible quadtree splits to make (0: coarse tokens only,
-            1: every residual token); the budget is ``cells + 3 * round(detail * max_splits)``.
+            1: every residual token); the budget is ``min_budget + 3 * round(detail * max_splits)``
+            of the images' :class:`~pyrtok.allocation.QuadtreeGeometry`.
         strategy: as :func:`~pyrtok.allocation.allocate`.
         scorer: as :func:`~pyrtok.allocation.allocate`.
         allocator: a :class:`~pyrtok.allocation.FrequencyAwareAllocator` to use instead (its
@@ -202,9 +210,8 @@ class FrequencySelector(nn.Module):
                 )
             allocation: Allocation = self.allocator(images)
         else:
-            cells = (images.shape[-2] // max_patch) * (images.shape[-1] // max_patch)
-            max_splits = cells * (4 ** (levels - 1) - 1) // 3
-            budget = cells + 3 * round(self.detail * max_splits)
+            g = QuadtreeGeometry.create(images.shape[-2], images.shape[-1], patch_size, max_patch)
+            budget = g.min_budget + 3 * round(self.detail * g.max_splits)
             allocation = allocate(images, budget, patch_size, max_patch, self.strategy, self.scorer)
         return allocation.nodes()
 
