@@ -93,28 +93,38 @@ def _package_dir(name: str) -> Path:
     return Path(next(iter(spec.submodule_search_locations)))
 
 
-def _square(array: np.ndarray) -> Tensor:
-    """``(H, W[, C])`` uint8/float array -> ``(3, SIZE, SIZE)`` float32 in [0, 1]."""
+def _square(array: np.ndarray, native: bool = False) -> Tensor:
+    """``(H, W[, C])`` uint8/float array -> ``(3, SIZE, SIZE)`` float32 in [0, 1]: the centre
+    square resized; with ``native``, the whole image resized to a long side of ``SIZE``."""
     x = torch.from_numpy(np.asarray(array, dtype=np.float32))
     if array.dtype == np.uint8:
         x = x / 255.0
     x = x[..., None].expand(*x.shape, 3) if x.ndim == 2 else x[..., :3]
     x = x.permute(2, 0, 1)
     height, width = x.shape[1:]
-    side = min(height, width)
-    top, left = (height - side) // 2, (width - side) // 2
-    x = x[:, top : top + side, left : left + side][None]
-    x = F.interpolate(x, size=(SIZE, SIZE), mode="bilinear", antialias=True, align_corners=False)
+    if native:
+        scale = SIZE / max(height, width)
+        size = (round(height * scale), round(width * scale))
+    else:
+        side = min(height, width)
+        top, left = (height - side) // 2, (width - side) // 2
+        x, size = x[:, top : top + side, left : left + side], (SIZE, SIZE)
+    x = F.interpolate(x[None], size=size, mode="bilinear", antialias=True, align_corners=False)
     return x[0].clamp(0, 1)
 
 
-def load_images() -> dict[str, Tensor]:
-    """The evaluation photos DESIGN.md lists, read from installed packages."""
+def load_images(native: bool = False) -> dict[str, Tensor]:
+    """The evaluation photos DESIGN.md lists, read from installed packages: 512 x 512 centre
+    crops, or with ``native`` whole at a long side of 512."""
     from matplotlib import cbook
     from skimage import data
     from sklearn.datasets import load_sample_images
 
     images = {}
+
+    def prepare(array: np.ndarray) -> Tensor:
+        return _square(array, native)
+
     for name in (
         "astronaut",
         "chelsea",
@@ -124,16 +134,16 @@ def load_images() -> dict[str, Tensor]:
         "immunohistochemistry",
         "retina",
     ):
-        images[name] = _square(getattr(data, name)())
-    images["stereo_motorcycle"] = _square(data.stereo_motorcycle()[0])
+        images[name] = prepare(getattr(data, name)())
+    images["stereo_motorcycle"] = prepare(data.stereo_motorcycle()[0])
     sklearn_images = load_sample_images()
     for filename, array in zip(sklearn_images.filenames, sklearn_images.images, strict=True):
-        images[Path(filename).stem] = _square(array)
+        images[Path(filename).stem] = prepare(array)
     with cbook.get_sample_data("grace_hopper.jpg") as file:
-        images["grace_hopper"] = _square(np.asarray(Image.open(file).convert("RGB")))
+        images["grace_hopper"] = prepare(np.asarray(Image.open(file).convert("RGB")))
     sporco = _package_dir("sporco") / "data"
     for name in ("kodim23", "monarch", "sail", "tulips", "barbara"):
-        images[name] = _square(np.asarray(Image.open(sporco / f"{name}.png").convert("RGB")))
+        images[name] = prepare(np.asarray(Image.open(sporco / f"{name}.png").convert("RGB")))
     return images
 
 

@@ -7,6 +7,7 @@ from pyrtok.allocation.cell_pyramid import cell_pyramid
 from pyrtok.allocation.quadtree import QuadtreeGeometry
 from pyrtok.allocation.scorers import (
     SCORERS,
+    LaplacianScorer,
     Scorer,
     blur_scores,
     entropy_scores,
@@ -36,6 +37,7 @@ __all__ = [
     "Allocation",
     "BudgetMode",
     "FrequencyAwareAllocator",
+    "LaplacianScorer",
     "LeafOrder",
     "MixedResolutionTokenizer",
     "PackedTokens",
