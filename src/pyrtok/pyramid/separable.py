@@ -24,11 +24,12 @@ from torch import Tensor
 from pyrtok.pyramid.axis_plan import AxisPlan, EdgeRows, Entry, axis_plan
 from pyrtok.pyramid.kernels import Taps, kernel_length
 
-_BLOCKS = {("reduce", False): 1, ("reduce", True): 32, ("expand", False): 8, ("expand", True): 8}
+_BLOCKS = {("reduce", False): 1, ("reduce", True): 16, ("expand", False): 8, ("expand", True): 16}
 """Periods per interior block, by (operator, along the last dim). Along the rows each block is
 a ``(B, K) @ (K, W)`` product over whole rows: one output row per 5-row window for REDUCE, 16
-rows per 10-row window for EXPAND. Along the last dim a block is ``(R, K) @ (K, B)``: 32 outputs
-per 67 samples (REDUCE), 16 per 10 (EXPAND). Chosen by timing against OpenCV on one thread."""
+rows per 10-row window for EXPAND. Along the last dim a block is ``(R, K) @ (K, B)``: 16 outputs
+per 35 samples (REDUCE), 32 per 18 (EXPAND). Chosen by timing against OpenCV on one thread
+(24 planes of 512 x 512)."""
 
 
 def _layout(owner: AxisPlan | EdgeRows) -> tuple[tuple[Entry, ...], tuple[int, int]]:
