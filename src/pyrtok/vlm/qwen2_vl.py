@@ -14,10 +14,12 @@
    token at its leaf's centre on the merge grid, the text after the image continuing as
    Qwen2-VL's ``get_rope_index`` does.
 
-Images must be ``[0, 1]`` tensors whose sides are multiples of ``max_patch`` (whole cells; a
-multiple of 28 is Qwen2-VL's own grid: resize with its ``smart_resize(h, w,
-factor=max_patch)``). At full detail (every leaf at level 0, raster order) the logits equal
-``Qwen2VLForConditionalGeneration``'s own forward on the same image.
+Images must be ``[0, 1]`` tensors whose sides are multiples of 28, Qwen2-VL's own grid (what
+its processor's ``smart_resize(h, w)`` gives), and at least ``max_patch``. Sides that are not
+multiples of ``max_patch`` are tiled by smaller roots along the bottom and right edges (see
+:mod:`pyrtok.allocation.quadtree`), so every leaf lies inside the image. At full detail (every
+leaf at level 0, raster order) the logits equal ``Qwen2VLForConditionalGeneration``'s own
+forward on the same image.
 """
 
 from __future__ import annotations
@@ -44,17 +46,17 @@ from pyrtok.vlm.sequence import MergedSequence, split_at_image
 from pyrtok.vlm.wiring import embed_text
 
 
-def check_qwen2_vl_images(pixel_values: object, leaf: int, max_patch: int) -> None:
-    """Raise unless ``pixel_values`` are still images whose sides are whole cells.
+def check_qwen2_vl_images(pixel_values: object, leaf: int) -> None:
+    """Raise unless ``pixel_values`` are still images whose sides are whole merge groups.
 
     Args:
         pixel_values: ``(B, 3, H, W)`` or a list of ``(3, H, W)``.
-        leaf: a merge group's side in pixels (28).
-        max_patch: the cell side.
+        leaf: a merge group's side in pixels (``patch_size * spatial_merge_size = 28``).
 
     Examples:
+        >>> check_qwen2_vl_images(torch.rand(1, 3, 140, 196), 28)  # 5 x 7 merge groups
         >>> try:
-        ...     check_qwen2_vl_images(torch.rand(1, 3, 20, 56), 28, 56)
+        ...     check_qwen2_vl_images(torch.rand(1, 3, 20, 56), 28)
         ... except ValueError as error:
         ...     print(str(error)[:65])
         pixel_values: a 20x56 image is smaller than one merge group (28 x
@@ -75,12 +77,11 @@ def check_qwen2_vl_images(pixel_values: object, leaf: int, max_patch: int) -> No
                 f"pixel_values: a {height}x{width} image is smaller than one merge group "
                 f"({leaf} x {leaf} px, one LM token); resize it to at least {leaf} px a side"
             )
-        if height % max_patch or width % max_patch:
+        if height % leaf or width % leaf:
             raise ValueError(
-                f"pixel_values: {height}x{width} is not a whole number of {max_patch}-px cells; "
-                f"resize to multiples of max_patch={max_patch} (transformers' Qwen2-VL "
-                f"smart_resize(h, w, factor={max_patch})), or choose max_patch = {leaf} * 2**d "
-                f"dividing both sides"
+                f"pixel_values: {height}x{width} is not a whole number of {leaf}-px merge "
+                f"groups (patch_size * spatial_merge_size); resize to multiples of {leaf}, "
+                f"as Qwen2-VL's processor does (transformers' smart_resize(h, w))"
             )
 
 
@@ -98,9 +99,10 @@ class Qwen2VLMixedResolutionVLM(MixedResolutionVLM):
             default CLIP's as Qwen2-VL's processor).
 
     Shapes:
-        ``pixel_values (B, 3, H, W)`` in ``[0, 1]`` (``H, W`` multiples of ``max_patch``) or a
-        list of ``(3, H, W)``; ``input_ids (B, T)`` with one image placeholder per row (or one
-        per visual token) -> :class:`~pyrtok.vlm.VLMOutput` with ``logits (B, S, V)``.
+        ``pixel_values (B, 3, H, W)`` in ``[0, 1]`` (``H, W`` multiples of 28, at least
+        ``max_patch``) or a list of ``(3, H, W)``; ``input_ids (B, T)`` with one image
+        placeholder per row (or one per visual token) -> :class:`~pyrtok.vlm.VLMOutput` with
+        ``logits (B, S, V)``.
 
     Examples:
         >>> from pyrtok.vlm.testing import tiny_qwen2_vl
@@ -147,11 +149,11 @@ class Qwen2VLMixedResolutionVLM(MixedResolutionVLM):
     def _batch_tokens(
         self, pixel_values: Tensor, allocation: Allocations | None, budget: Budget | None
     ) -> tuple[TokenizedImages, Allocation]:
-        check_qwen2_vl_images(pixel_values, self.patch_size, self.max_patch)
+        check_qwen2_vl_images(pixel_values, self.patch_size)
         return super()._batch_tokens(pixel_values, allocation, budget)
 
     def _check_prompt_images(self, pixel_values: Images, input_ids: Tensor) -> None:
-        check_qwen2_vl_images(pixel_values, self.patch_size, self.max_patch)
+        check_qwen2_vl_images(pixel_values, self.patch_size)
         video = self.parts.video_token_id
         if video is not None and bool((input_ids == video).any()):
             raise ValueError(
