@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import inspect
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -13,6 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pyrtok.allocation import FrequencyAwareAllocator, QuadtreeGeometry, allocate
+from pyrtok.quantize import VectorQuantizer
 from pyrtok.vlm import MixedResolutionVLM
 from pyrtok.vlm.pixels import CLIP_MEAN, CLIP_STD
 from pyrtok.vlm.qwen2_vl import Qwen2VLMixedResolutionVLM
@@ -253,6 +255,35 @@ def test_generate_at_full_detail_equals_qwen2_vls_own_generate() -> None:
     )[:, ids.shape[1] :]
     ours = vlm.generate(x, ids, max_new_tokens=5, eos_token_id=-1)
     assert torch.equal(ours, theirs)
+
+
+def test_save_pretrained_then_from_pretrained_gives_the_same_logits(tmp_path: Path) -> None:
+    model = tiny_qwen2_vl(version="2.5")
+    settings = {"max_patch": 56, "scorer": "entropy", "order": "morton", "budget_mode": "at_most"}
+    vlm = MixedResolutionVLM.from_qwen2_vl(
+        model, budget=20, quantizer=VectorQuantizer(64, 8), **settings
+    )
+    vlm.eval()  # the quantizer's codebook: EMA updates only in training
+    x, ids = _images(2, 140, 196, seed=8), torch.tensor([_prompt(1)] * 2)
+    vlm(x, ids)
+    vlm.save_pretrained(tmp_path)
+    again = Qwen2VLMixedResolutionVLM.from_pretrained(
+        tmp_path, model, quantizer=VectorQuantizer(64, 8)
+    ).eval()
+    assert isinstance(again, Qwen2VLMixedResolutionVLM)
+    assert {name: getattr(again, name) for name in settings} == settings
+    assert again.budget == 20
+    out = again(x, ids)
+    assert out.visual_counts.tolist() == [20, 20]  # at most 20: 17 roots + 3 * 1
+    assert torch.equal(out.logits, vlm(x, ids).logits)
+    fresh = MixedResolutionVLM.from_qwen2_vl(
+        model, budget=20, quantizer=VectorQuantizer(64, 8), **settings
+    ).eval()
+    assert not torch.allclose(fresh(x, ids).logits, out.logits)  # the codebook was loaded
+    with pytest.raises(TypeError, match="leave language_model out"):
+        Qwen2VLMixedResolutionVLM.from_pretrained(
+            tmp_path, model, torch.nn.Linear(1, 1), quantizer=VectorQuantizer(64, 8)
+        )
 
 
 def test_allocator_min_patch_must_be_a_merge_group() -> None:

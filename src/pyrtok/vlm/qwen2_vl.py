@@ -127,6 +127,32 @@ class Qwen2VLMixedResolutionVLM(MixedResolutionVLM):
         check_windows(parts, self.max_patch)
         self.parts = parts
 
+    @classmethod
+    def from_settings(
+        cls, vision_model: nn.Module, language_model: nn.Module | None = None, **settings: Any
+    ) -> Any:
+        """:meth:`from_pretrained`'s constructor: the whole Qwen2-VL model and the saved
+        settings (``from_pretrained(directory, model)``).
+
+        Examples:
+            >>> import tempfile
+            >>> from pyrtok.vlm.testing import tiny_qwen2_vl
+            >>> model = tiny_qwen2_vl()
+            >>> with tempfile.TemporaryDirectory() as directory:
+            ...     Qwen2VLMixedResolutionVLM(model, budget=8, max_patch=56).save_pretrained(
+            ...         directory)
+            ...     again = Qwen2VLMixedResolutionVLM.from_pretrained(directory, model)
+            >>> again.budget, again.max_patch
+            (8, 56)
+        """
+        if language_model is not None:
+            raise TypeError(
+                f"language_model: Qwen2-VL is loaded from its whole model, "
+                f"from_pretrained(directory, model); leave language_model out, got "
+                f"{type(language_model).__name__}"
+            )
+        return cls(vision_model, **settings)
+
     def vision_geometry(self, vision_model: nn.Module) -> tuple[int, int]:
         """``(28, merger output width)``: a level-0 leaf is one merge group."""
         config: Any = vision_model.config
