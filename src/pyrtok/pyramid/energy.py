@@ -8,7 +8,8 @@ from torch import Tensor
 from pyrtok.pyramid.checks import check_finite_energy, check_patch_size, check_pyramid
 from pyrtok.pyramid.functional import Levels, laplacian_pyramid, resolve_levels
 from pyrtok.pyramid.kernels import KernelLike
-from pyrtok.pyramid.triton.dispatch import fused_taps, triton_laplacian_energy
+from pyrtok.pyramid.triton.dispatch import fused_taps
+from pyrtok.pyramid.triton.ops import triton_laplacian_energy
 
 
 def _overlap_matrix(

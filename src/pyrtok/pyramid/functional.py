@@ -23,8 +23,8 @@ from pyrtok.pyramid.checks import check_image as check_image
 from pyrtok.pyramid.checks import check_pyramid as check_pyramid
 from pyrtok.pyramid.kernels import KernelLike, Taps, kernel_length, resolve_kernel
 from pyrtok.pyramid.separable import expand_axis, reduce_axis
-from pyrtok.pyramid.triton.dispatch import (
-    fused_taps,
+from pyrtok.pyramid.triton.dispatch import fused_taps
+from pyrtok.pyramid.triton.ops import (
     triton_laplacian_pyramid,
     triton_pyr_down,
     triton_pyr_up,
