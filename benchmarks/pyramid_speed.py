@@ -10,7 +10,10 @@ repeat (so a load spike hits all three), median of ``--repeats`` after a warm-up
 threads (OpenCV with the same count via ``cv2.setNumThreads``), and at 2 threads with one core
 kept busy by another process (a spinning ``python -c "while True: pass"``, killed at the end).
 The load average at each scenario's start is printed: absolute times on a shared machine are
-noisy, the ratios are the result. Needs the ``bench`` extra (opencv-python-headless, kornia).
+noisy, the ratios are the result. ``--omp-passive`` sets ``OMP_WAIT_POLICY=PASSIVE`` before
+torch loads (idle OpenMP threads sleep instead of spinning: what keeps torch's multi-threaded
+ops from collapsing on a busy machine). Needs the ``bench`` extra (opencv-python-headless,
+kornia).
 
 CUDA (``--device cuda``; issue #3): checks the fused kernels against the torch path first (fp32
 max abs error <= 1e-5, bf16 within 2 eps), measures the device-to-device copy bandwidth, then
@@ -22,6 +25,7 @@ writes the image once. A scaling table (batch 1/8/64 x side 224/512/1024) shows 
 against CUDA-graph replay; inputs rotate among copies larger than the L2 cache.
 
     python benchmarks/pyramid_speed.py --device cpu        # CPU, 8x3x512x512
+    python benchmarks/pyramid_speed.py --device cpu --omp-passive  # idle OpenMP threads sleep
     python benchmarks/pyramid_speed.py --device cuda       # GPU suite (64x3x512x512 + scaling)
     python benchmarks/pyramid_speed.py --quick             # tiny smoke run of either suite
     python benchmarks/pyramid_speed.py --triton-interpret  # the GPU suite's code on the CPU
@@ -247,7 +251,8 @@ def run_cpu(args: argparse.Namespace) -> str:
         f"CPU ({os.cpu_count()} cores), {args.batch}x3x{args.size}x{args.size} float32, "
         f"{LEVELS} levels, eager; median ms of {args.repeats} after {args.warmup} warm-up, the "
         f"implementations interleaved in one process; OpenCV {cv2.__version__} "
-        f"(cv2.setNumThreads = torch threads), kornia {_kornia_version()}, pyrtok's torch path"
+        f"(cv2.setNumThreads = torch threads), kornia {_kornia_version()}, pyrtok's torch path; "
+        f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', '(unset)')}"
     )
     header = ["op", "threads", "OpenCV ms", "kornia ms", "pyrtok ms", "pyrtok / OpenCV"]
     header += ["kornia / OpenCV", "load avg"]
@@ -699,6 +704,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-compile", action="store_true", help="no torch.compile rows")
     parser.add_argument("--skip-scaling", action="store_true", help="no scaling table")
     parser.add_argument("--sweep", action="store_true", help="also sweep the kernels' tiles")
+    parser.add_argument(
+        "--omp-passive",
+        action="store_true",
+        help="set OMP_WAIT_POLICY=PASSIVE before torch loads (idle OpenMP threads sleep)",
+    )
     args = parser.parse_args(argv)
     gpu = args.device == "cuda" or args.triton_interpret
     if args.batch is None:
@@ -711,6 +721,8 @@ def main(argv: list[str] | None = None) -> int:
         args.warmup = 5 if gpu else 2
     if args.triton_interpret:
         os.environ["TRITON_INTERPRET"] = "1"  # before Triton is first imported
+    if args.omp_passive:
+        os.environ["OMP_WAIT_POLICY"] = "PASSIVE"  # before torch (and its OpenMP) first loads
     report = run_gpu(args) if gpu else run_cpu(args)
     print(report)
     return 1 if "CORRECTNESS FAILURES" in report else 0
