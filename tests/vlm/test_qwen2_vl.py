@@ -322,9 +322,7 @@ def test_budget_above_full_detail() -> None:
         vlm(_images(1), torch.tensor([_prompt(1)]))
 
 
-def test_sampling_and_the_ladder_say_what_to_use_instead() -> None:
+def test_sampling_says_what_to_use_instead() -> None:
     vlm = Qwen2VLMixedResolutionVLM(tiny_qwen2_vl(), budget=2)
     with pytest.raises(ValueError, match="greedily only"):
         vlm.generate(_images(1), torch.tensor([_prompt(1)]), do_sample=True)
-    with pytest.raises(NotImplementedError, match="forward\\(\\)/generate\\(\\) at each budget"):
-        vlm.progressive_generate(_images(1), torch.tensor([_prompt(1)]))

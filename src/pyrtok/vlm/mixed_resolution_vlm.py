@@ -227,6 +227,15 @@ class MixedResolutionVLM(nn.Module):
         and projector (:func:`~pyrtok.vlm.encode_mixed_resolution` for a ViT)."""
         return encode_mixed_resolution(self.vision_model, tokens, self.feature_layer)
 
+    def leaf_positions(self, allocation: Allocation, start: Tensor) -> tuple[Tensor, Tensor] | None:
+        """Position ids of the visual tokens of ``allocation`` (those :meth:`encode_tokens`
+        gives) after ``start (B,)`` text tokens, for an LM that places its visual tokens
+        instead of counting them: ``positions (R, B, N)`` on its ``R`` rotary axes and
+        ``text_next (B,)``, the id the text after the image takes. The quadtree ladder
+        (:meth:`progressive_generate`) reads it. ``None`` here: the LM counts real tokens; a
+        family with placed ids overrides it (Qwen2-VL's M-RoPE)."""
+        return None
+
     def default_allocator(self, budget: Budget) -> FrequencyAwareAllocator:
         """A :class:`~pyrtok.allocation.FrequencyAwareAllocator` with this module's settings
         and ``budget``."""

@@ -32,6 +32,7 @@ from torch import Tensor, nn
 
 from pyrtok.allocation import Allocation, TokenizedImages
 from pyrtok.vlm._hf import call_lm, output_cache
+from pyrtok.vlm.answering import ProgressiveOutput
 from pyrtok.vlm.mixed_resolution import MixedResolutionFeatures
 from pyrtok.vlm.mixed_resolution_vlm import (
     Allocations,
@@ -330,11 +331,49 @@ class Qwen2VLMixedResolutionVLM(MixedResolutionVLM):
             nxt = nxt + 1
         return torch.stack(new, dim=1)
 
-    def progressive_generate(self, *args: Any, **kwargs: Any) -> Any:
-        """Not available for Qwen2-VL yet: the ladder's answer loop counts 1-D positions,
-        and Qwen2-VL's LM needs M-RoPE ids for the tokens each rung appends."""
-        raise NotImplementedError(
-            "progressive_generate: not available for Qwen2-VL yet (the quadtree ladder's "
-            "answer loop gives 1-D positions; Qwen2-VL needs M-RoPE ids per appended leaf); "
-            "call forward()/generate() at each budget instead"
+    def leaf_positions(self, allocation: Allocation, start: Tensor) -> tuple[Tensor, Tensor]:
+        """M-RoPE ids ``(3, B, N)`` of the leaves of ``allocation`` after ``start (B,)`` text
+        tokens, each at its centre on the merge grid (``(s, s + h, s + w)``, zeros on padding),
+        and ``(B,)`` the id of the text after the image, ``s + max(grid_h, grid_w)``; what the
+        quadtree ladder appends at each rung.
+
+        Examples:
+            >>> from pyrtok.allocation import allocate
+            >>> from pyrtok.vlm.testing import tiny_qwen2_vl
+            >>> vlm = Qwen2VLMixedResolutionVLM(tiny_qwen2_vl(), max_patch=56)
+            >>> allocation = allocate(torch.rand(1, 3, 56, 84), 3, min_patch=28, max_patch=56)
+            >>> ids, nxt = vlm.leaf_positions(allocation, torch.tensor([2]))
+            >>> ids[:, 0].tolist(), nxt.tolist()  # a 56-px cell, then two 28-px roots
+            ([[2.0, 2.0, 2.0], [2.5, 2.0, 3.0], [2.5, 4.0, 4.0]], [5.0])
+        """
+        offsets, spans = self._visual_offsets(allocation, allocation.boxes.shape[1])
+        begin = start.to(offsets.device).float()[:, None, None]
+        ids = torch.cat([begin.expand(*offsets.shape[:2], 1), begin + offsets], dim=-1)
+        ids = ids * allocation.mask[..., None]
+        return ids.permute(2, 0, 1), begin[:, 0, 0] + spans.float()
+
+    def progressive_generate(
+        self, pixel_values: Tensor, input_ids: Tensor, *args: Any, **kwargs: Any
+    ) -> ProgressiveOutput:
+        """:meth:`MixedResolutionVLM.progressive_generate
+        <pyrtok.vlm.MixedResolutionVLM.progressive_generate>` with M-RoPE ids: the leaves each
+        rung appends take their places in the image (:meth:`leaf_positions`), and the text
+        after the image (vision end, the question, the answer) the ids Qwen2-VL gives it, the
+        same at every rung. Budgets are feasible token counts of the image (see
+        :class:`~pyrtok.allocation.QuadtreeGeometry`).
+
+        Examples:
+            >>> from pyrtok.vlm.testing import tiny_qwen2_vl
+            >>> vlm = Qwen2VLMixedResolutionVLM(tiny_qwen2_vl())
+            >>> ids = torch.tensor([[1, 88, 90, 89, 5, 6]])
+            >>> flat = torch.full((1, 3, 112, 224), 0.5)  # ties split breadth first
+            >>> out = vlm.progressive_generate(flat, ids, budgets=(2, 11, 32),
+            ...     thresholds=(1.0, 1.0))  # never confident: every rung
+            >>> out.exit_level.tolist(), out.visual_tokens.tolist()  # 2 + 11 + 28 leaves sent
+            ([2], [41])
+        """
+        self._check_prompt_images(pixel_values, input_ids)
+        output: ProgressiveOutput = super().progressive_generate(
+            pixel_values, input_ids, *args, **kwargs
         )
+        return output
