@@ -189,16 +189,17 @@ def _visionzip_reference(
 
 @pytest.mark.parametrize(("budget", "contextual"), [(6, 2), (9, 3), (16, 2)])
 def test_visionzip_split_equals_its_code_on_a_random_clip(budget: int, contextual: int) -> None:
-    clip = _clip("eager")
-    selector = ClsAttentionSelector(clip, budget, contextual=contextual)
-    dominant, merged = _visionzip_reference(clip, PIXELS, budget - contextual, contextual)
-    grid = clip(PIXELS, output_hidden_states=True).hidden_states[-2][:, 1:].reshape(3, 4, 4, -1)
+    eager, sdpa = _clip("eager"), _clip("sdpa")
+    sdpa.load_state_dict(eager.state_dict())
+    dominant, merged = _visionzip_reference(eager, PIXELS, budget - contextual, contextual)
+    selector = ClsAttentionSelector(sdpa, budget, contextual=contextual)  # SDPA: no weights
+    grid = sdpa(PIXELS, output_hidden_states=True).hidden_states[-2][:, 1:].reshape(3, 4, 4, -1)
     selection = selector(None, [grid], None, 8)
     keep = selection.keep[0].flatten(1)
     assert keep.sum(1).tolist() == [budget - contextual] * 3
     assert selection.extra.shape == (3, contextual, 32)
     kept = grid.flatten(1, 2)[keep].view(3, budget - contextual, -1)  # raster order
-    torch.testing.assert_close(kept, dominant, rtol=0, atol=0)
+    torch.testing.assert_close(kept, dominant, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(selection.extra, merged, rtol=1e-5, atol=1e-6)
 
 
