@@ -39,6 +39,11 @@ def _layout(owner: AxisPlan | EdgeRows) -> tuple[tuple[Entry, ...], tuple[int, i
     return owner.entries, (len(owner.rows), len(owner.cols))
 
 
+def _values(owner: AxisPlan | EdgeRows, taps: tuple[float, ...], scale: float) -> list[float]:
+    entries, _ = _layout(owner)
+    return [scale * sum(factor * taps[tap] for tap, factor in entry) for entry in entries]
+
+
 def _coefficients(owner: AxisPlan | EdgeRows, taps: int) -> Tensor:
     """``(rows * cols, taps)`` float64 factors: the matrix is this times the taps."""
     entries, _ = _layout(owner)
@@ -50,22 +55,50 @@ def _coefficients(owner: AxisPlan | EdgeRows, taps: int) -> Tensor:
 
 
 @functools.lru_cache(maxsize=1024)
-def _cached_coefficients(owner: AxisPlan | EdgeRows, taps: int) -> Tensor:
-    return _coefficients(owner, taps)
+def _cached_coefficients(
+    owner: AxisPlan | EdgeRows, taps: int, dtype: torch.dtype, device: torch.device
+) -> Tensor:
+    return _coefficients(owner, taps).to(device, dtype)
+
+
+@functools.lru_cache(maxsize=1024)
+def _cached_matrix(
+    owner: AxisPlan | EdgeRows,
+    taps: tuple[float, ...],
+    scale: float,
+    dtype: torch.dtype,
+    device: torch.device,
+) -> Tensor:
+    _, shape = _layout(owner)
+    return torch.tensor(_values(owner, taps, scale), dtype=dtype, device=device).view(shape)
 
 
 def _matrix(owner: AxisPlan | EdgeRows, taps: Taps, scale: float, like: Tensor) -> Tensor:
     """The block or edge matrix of ``owner`` for ``taps`` times ``scale``, dtype of ``like``.
 
-    A product of cached factors (per plan, compared by identity) and the taps on ``like``'s
-    device: one small matmul, differentiable in tensor taps, constant under ``torch.compile``.
+    Named kernels (float taps) give constant matrices, cached per plan (plans compare by
+    identity), dtype and device, so a call copies nothing from the host; tensor taps multiply
+    cached factors on their device (differentiable in the taps). Under ``torch.compile`` the
+    matrices are built in the graph as constants.
     """
     _, shape = _layout(owner)
-    length = kernel_length(taps)
     compiling = torch.compiler.is_compiling()
-    factors = _coefficients(owner, length) if compiling else _cached_coefficients(owner, length)
-    values = torch.as_tensor(taps, dtype=like.dtype, device=like.device)
-    return (factors.to(like.device, like.dtype) @ (scale * values)).view(shape)
+    if isinstance(taps, Tensor):
+        length = kernel_length(taps)
+        if compiling:
+            factors = _coefficients(owner, length).to(like.device, like.dtype)
+        else:
+            factors = _cached_coefficients(owner, length, like.dtype, like.device)
+        return (factors @ (scale * taps.to(like.dtype))).view(shape)
+    if compiling:
+        values = _values(owner, taps, scale)
+        return torch.tensor(values, dtype=like.dtype, device=like.device).view(shape)
+    return _cached_matrix(owner, taps, scale, like.dtype, like.device)
+
+
+@functools.lru_cache(maxsize=256)
+def _cached_index(edge: EdgeRows, device: torch.device) -> Tensor:
+    return torch.tensor(edge.cols, device=device)
 
 
 def _apply_edge(
@@ -84,7 +117,11 @@ def _apply_edge(
         if edge.cols == tuple(range(start, start + cols)):  # a view: no gather
             samples = x.narrow(dim, start, cols).movedim(dim, -1)
         else:  # circular: the other end too
-            samples = x.index_select(dim, torch.tensor(edge.cols, device=x.device))
+            if torch.compiler.is_compiling():
+                index = torch.tensor(edge.cols, device=x.device)
+            else:
+                index = _cached_index(edge, x.device)
+            samples = x.index_select(dim, index)
             samples = samples.movedim(dim, -1)
         values = torch.matmul(samples, matrix.t()).movedim(-1, dim)
     if base is not None:
