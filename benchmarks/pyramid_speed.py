@@ -6,7 +6,8 @@ table prints ratios against the anchors measured in the same run.
 CPU (default; issues #2, #18): 8x3x512x512 float32 (24 channel-images), eager. OpenCV's
 ``pyrDown``/``pyrUp`` loop (what a CPU user would pick), kornia's ``build_laplacian_pyramid``
 and ``pyrup`` loop, and pyrtok's torch path run side by side in one process, interleaved per
-repeat (so a load spike hits all three), median of ``--repeats`` after a warm-up; at 1 and 2
+repeat (so a load spike hits all three), median of ``--repeats`` after a warm-up, each ratio the
+median over repeats of the two times measured back to back; at 1 and 2
 threads (OpenCV with the same count via ``cv2.setNumThreads``), and at 2 threads with one core
 kept busy by another process (a spinning ``python -c "while True: pass"``, killed at the end).
 The load average at each scenario's start is printed: absolute times on a shared machine are
@@ -170,8 +171,8 @@ def busy_core(active: bool) -> Iterator[None]:
         spinner.wait(timeout=10)
 
 
-def cpu_scenario(args: argparse.Namespace, threads: int) -> dict[tuple[str, str], float]:
-    """Median ms of every (implementation, op), the implementations interleaved per repeat."""
+def cpu_scenario(args: argparse.Namespace, threads: int) -> dict[tuple[str, str], list[float]]:
+    """ms of every repeat of every (implementation, op), the implementations interleaved."""
     import cv2
     import torch
 
@@ -186,20 +187,22 @@ def cpu_scenario(args: argparse.Namespace, threads: int) -> dict[tuple[str, str]
     cv_levels = opencv_build(planes)
     runs: dict[tuple[str, str], Callable[[], Any]] = {
         ("opencv", "build"): lambda: opencv_build(planes),
-        ("kornia", "build"): lambda: kornia_build(x),
         ("pyrtok", "build"): lambda: pyrtok.laplacian_pyramid(x, LEVELS),
+        ("kornia", "build"): lambda: kornia_build(x),
         ("opencv", "reconstruct"): lambda: opencv_reconstruct(cv_levels),
-        ("kornia", "reconstruct"): lambda: kornia_reconstruct(levels),
         ("pyrtok", "reconstruct"): lambda: pyrtok.reconstruct(levels),
+        ("kornia", "reconstruct"): lambda: kornia_reconstruct(levels),
     }
-    times: dict[tuple[str, str], list[float]] = {key: [] for key in runs}
+    times: dict[tuple[str, str], list[float]] = {
+        key: [] for key in runs
+    }  # pyrtok right after OpenCV
     for step in range(args.warmup + args.repeats):
         for key, run in runs.items():
             start = time.perf_counter()
             run()
             if step >= args.warmup:
-                times[key].append(time.perf_counter() - start)
-    return {key: 1e3 * statistics.median(values) for key, values in times.items()}
+                times[key].append(1e3 * (time.perf_counter() - start))
+    return times
 
 
 def cpu_correctness(args: argparse.Namespace) -> list[str]:
@@ -227,6 +230,11 @@ def cpu_correctness(args: argparse.Namespace) -> list[str]:
     ]
 
 
+def _ratio_of_repeats(times: list[float], anchor: list[float]) -> str:
+    """Median over repeats of ``time / anchor`` (each pair measured back to back)."""
+    return _fmt(statistics.median(t / a for t, a in zip(times, anchor, strict=True))) + "x"
+
+
 def run_cpu(args: argparse.Namespace) -> str:
     import cv2
 
@@ -237,20 +245,22 @@ def run_cpu(args: argparse.Namespace) -> str:
             result = cpu_scenario(args, threads)
         for op in OPS:
             anchor = result[("opencv", op)]
+
             rows.append(
                 [
                     op,
                     str(threads) + (" + 1 core busy" if busy else ""),
-                    *(_fmt(result[(impl, op)], 1) for impl in CPU_IMPLEMENTATIONS),
-                    _fmt(result[("pyrtok", op)] / anchor) + "x",
-                    _fmt(result[("kornia", op)] / anchor) + "x",
+                    *(_fmt(statistics.median(result[(i, op)]), 1) for i in CPU_IMPLEMENTATIONS),
+                    _ratio_of_repeats(result[("pyrtok", op)], anchor),
+                    _ratio_of_repeats(result[("kornia", op)], anchor),
                     f"{load:.1f}",
                 ]
             )
     head = (
         f"CPU ({os.cpu_count()} cores), {args.batch}x3x{args.size}x{args.size} float32, "
         f"{LEVELS} levels, eager; median ms of {args.repeats} after {args.warmup} warm-up, the "
-        f"implementations interleaved in one process; OpenCV {cv2.__version__} "
+        f"implementations interleaved in one process, ratios the median of each repeat's ratio; "
+        f"OpenCV {cv2.__version__} "
         f"(cv2.setNumThreads = torch threads), kornia {_kornia_version()}, pyrtok's torch path; "
         f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', '(unset)')}"
     )
