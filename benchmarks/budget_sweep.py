@@ -12,7 +12,7 @@ the needle geometry (256 px, 16 px patches: 256 ViT tokens), or ``--llava DIR`` 
 checkpoint (the prompt ids then follow its tokenizer: give them with ``--prompt``).
 
 Run (the numbers in docs/benchmarks.md):
-    nice -n 10 python benchmarks/budget_sweep.py --samples 64 --out /tmp/budget_sweep
+    nice -n 10 python benchmarks/budget_sweep.py --samples 48 --batch 1 --out /tmp/budget_sweep
 """
 
 from __future__ import annotations
@@ -110,7 +110,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--llava", type=Path, help="a local LlavaForConditionalGeneration")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--out", type=Path, default=Path("budget_sweep"))
+    parser.add_argument(
+        "--threads", type=int, default=1, help="torch CPU threads (1: stable times on busy cores)"
+    )
     args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
     if args.llava is None:
         llava = random_llava(args.seed)
     else:

@@ -6,11 +6,15 @@ table prints ratios against the anchors measured in the same run.
 CPU (default; issues #2, #18): 8x3x512x512 float32 (24 channel-images), eager. OpenCV's
 ``pyrDown``/``pyrUp`` loop (what a CPU user would pick), kornia's ``build_laplacian_pyramid``
 and ``pyrup`` loop, and pyrtok's torch path run side by side in one process, interleaved per
-repeat (so a load spike hits all three), median of ``--repeats`` after a warm-up; at 1 and 2
+repeat (so a load spike hits all three), median of ``--repeats`` after a warm-up, each ratio the
+median over repeats of the two times measured back to back; at 1 and 2
 threads (OpenCV with the same count via ``cv2.setNumThreads``), and at 2 threads with one core
 kept busy by another process (a spinning ``python -c "while True: pass"``, killed at the end).
 The load average at each scenario's start is printed: absolute times on a shared machine are
-noisy, the ratios are the result. Needs the ``bench`` extra (opencv-python-headless, kornia).
+noisy, the ratios are the result. ``--omp-passive`` sets ``OMP_WAIT_POLICY=PASSIVE`` before
+torch loads (idle OpenMP threads sleep instead of spinning: what keeps torch's multi-threaded
+ops from collapsing on a busy machine). Needs the ``bench`` extra (opencv-python-headless,
+kornia).
 
 CUDA (``--device cuda``; issue #3): checks the fused kernels against the torch path first (fp32
 max abs error <= 1e-5, bf16 within 2 eps), measures the device-to-device copy bandwidth, then
@@ -22,6 +26,7 @@ writes the image once. A scaling table (batch 1/8/64 x side 224/512/1024) shows 
 against CUDA-graph replay; inputs rotate among copies larger than the L2 cache.
 
     python benchmarks/pyramid_speed.py --device cpu        # CPU, 8x3x512x512
+    python benchmarks/pyramid_speed.py --device cpu --omp-passive  # idle OpenMP threads sleep
     python benchmarks/pyramid_speed.py --device cuda       # GPU suite (64x3x512x512 + scaling)
     python benchmarks/pyramid_speed.py --quick             # tiny smoke run of either suite
     python benchmarks/pyramid_speed.py --triton-interpret  # the GPU suite's code on the CPU
@@ -166,8 +171,8 @@ def busy_core(active: bool) -> Iterator[None]:
         spinner.wait(timeout=10)
 
 
-def cpu_scenario(args: argparse.Namespace, threads: int) -> dict[tuple[str, str], float]:
-    """Median ms of every (implementation, op), the implementations interleaved per repeat."""
+def cpu_scenario(args: argparse.Namespace, threads: int) -> dict[tuple[str, str], list[float]]:
+    """ms of every repeat of every (implementation, op), the implementations interleaved."""
     import cv2
     import torch
 
@@ -182,20 +187,22 @@ def cpu_scenario(args: argparse.Namespace, threads: int) -> dict[tuple[str, str]
     cv_levels = opencv_build(planes)
     runs: dict[tuple[str, str], Callable[[], Any]] = {
         ("opencv", "build"): lambda: opencv_build(planes),
-        ("kornia", "build"): lambda: kornia_build(x),
         ("pyrtok", "build"): lambda: pyrtok.laplacian_pyramid(x, LEVELS),
+        ("kornia", "build"): lambda: kornia_build(x),
         ("opencv", "reconstruct"): lambda: opencv_reconstruct(cv_levels),
-        ("kornia", "reconstruct"): lambda: kornia_reconstruct(levels),
         ("pyrtok", "reconstruct"): lambda: pyrtok.reconstruct(levels),
+        ("kornia", "reconstruct"): lambda: kornia_reconstruct(levels),
     }
-    times: dict[tuple[str, str], list[float]] = {key: [] for key in runs}
+    times: dict[tuple[str, str], list[float]] = {
+        key: [] for key in runs
+    }  # pyrtok right after OpenCV
     for step in range(args.warmup + args.repeats):
         for key, run in runs.items():
             start = time.perf_counter()
             run()
             if step >= args.warmup:
-                times[key].append(time.perf_counter() - start)
-    return {key: 1e3 * statistics.median(values) for key, values in times.items()}
+                times[key].append(1e3 * (time.perf_counter() - start))
+    return times
 
 
 def cpu_correctness(args: argparse.Namespace) -> list[str]:
@@ -223,6 +230,11 @@ def cpu_correctness(args: argparse.Namespace) -> list[str]:
     ]
 
 
+def _ratio_of_repeats(times: list[float], anchor: list[float]) -> str:
+    """Median over repeats of ``time / anchor`` (each pair measured back to back)."""
+    return _fmt(statistics.median(t / a for t, a in zip(times, anchor, strict=True))) + "x"
+
+
 def run_cpu(args: argparse.Namespace) -> str:
     import cv2
 
@@ -233,21 +245,24 @@ def run_cpu(args: argparse.Namespace) -> str:
             result = cpu_scenario(args, threads)
         for op in OPS:
             anchor = result[("opencv", op)]
+
             rows.append(
                 [
                     op,
                     str(threads) + (" + 1 core busy" if busy else ""),
-                    *(_fmt(result[(impl, op)], 1) for impl in CPU_IMPLEMENTATIONS),
-                    _fmt(result[("pyrtok", op)] / anchor) + "x",
-                    _fmt(result[("kornia", op)] / anchor) + "x",
+                    *(_fmt(statistics.median(result[(i, op)]), 1) for i in CPU_IMPLEMENTATIONS),
+                    _ratio_of_repeats(result[("pyrtok", op)], anchor),
+                    _ratio_of_repeats(result[("kornia", op)], anchor),
                     f"{load:.1f}",
                 ]
             )
     head = (
         f"CPU ({os.cpu_count()} cores), {args.batch}x3x{args.size}x{args.size} float32, "
         f"{LEVELS} levels, eager; median ms of {args.repeats} after {args.warmup} warm-up, the "
-        f"implementations interleaved in one process; OpenCV {cv2.__version__} "
-        f"(cv2.setNumThreads = torch threads), kornia {_kornia_version()}, pyrtok's torch path"
+        f"implementations interleaved in one process, ratios the median of each repeat's ratio; "
+        f"OpenCV {cv2.__version__} "
+        f"(cv2.setNumThreads = torch threads), kornia {_kornia_version()}, pyrtok's torch path; "
+        f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', '(unset)')}"
     )
     header = ["op", "threads", "OpenCV ms", "kornia ms", "pyrtok ms", "pyrtok / OpenCV"]
     header += ["kornia / OpenCV", "load avg"]
@@ -699,6 +714,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-compile", action="store_true", help="no torch.compile rows")
     parser.add_argument("--skip-scaling", action="store_true", help="no scaling table")
     parser.add_argument("--sweep", action="store_true", help="also sweep the kernels' tiles")
+    parser.add_argument(
+        "--omp-passive",
+        action="store_true",
+        help="set OMP_WAIT_POLICY=PASSIVE before torch loads (idle OpenMP threads sleep)",
+    )
     args = parser.parse_args(argv)
     gpu = args.device == "cuda" or args.triton_interpret
     if args.batch is None:
@@ -711,6 +731,8 @@ def main(argv: list[str] | None = None) -> int:
         args.warmup = 5 if gpu else 2
     if args.triton_interpret:
         os.environ["TRITON_INTERPRET"] = "1"  # before Triton is first imported
+    if args.omp_passive:
+        os.environ["OMP_WAIT_POLICY"] = "PASSIVE"  # before torch (and its OpenMP) first loads
     report = run_gpu(args) if gpu else run_cpu(args)
     print(report)
     return 1 if "CORRECTNESS FAILURES" in report else 0

@@ -37,7 +37,7 @@ def test_equivalent_tokens_equal_a_hand_count_on_a_two_layer_lm() -> None:
 
 
 def test_two_runs_with_one_seed_are_identical() -> None:
-    methods = ["random", "cls_attention", "fastv", "pyrtok_laplacian"]
+    methods = ["random", "cls_attention", "visionzip", "fastv", "pyrtok_laplacian"]
 
     def run() -> list[dict]:
         result = sweep(
@@ -78,10 +78,36 @@ def test_flops_fall_with_the_budget_and_files_are_written(tmp_path: Path) -> Non
 
 
 def test_out_of_reach_budgets_are_skipped_with_the_reason() -> None:
-    result = sweep(SweepModel(tiny_llava()), _data(1), ["fastv", "random"], [4, 17], progress=False)
+    result = sweep(
+        SweepModel(tiny_llava()),
+        _data(1),
+        ["fastv", "random", "downsample"],
+        [4, 10, 17],
+        progress=False,
+    )
     reasons = {(m, b): r for m, b, r in result.skipped}
     assert "FastV (K=1) spans 8..16" in reasons[("fastv", 4)]
     assert "asked for 17 tokens per image but the encoder gives 16" in reasons[("random", 17)]
+    assert "gives one of [16, 4, 1] tokens, got 10" in reasons[("downsample", 10)]
+    cells = {(r["method"], r["budget"]) for r in result.rows}
+    assert ("downsample", 4) in cells
+    assert ("downsample", 10) not in cells
+
+
+def test_merged_and_pooled_tokens_count_as_visual_tokens() -> None:
+    result = sweep(
+        SweepModel(tiny_llava()), _data(2), ["visionzip", "downsample"], [4, 13], progress=False
+    )
+    rows = {(r["method"], r["budget"]): r for r in result.rows}
+    # visionzip at 13: 11 dominant + 2 contextual; downsample at 4: 2x2 means of the 4x4 grid
+    assert rows[("visionzip", 13)]["visual_tokens"] == 13
+    assert rows[("visionzip", 13)]["equivalent_tokens"] == 13
+    assert rows[("visionzip", 4)]["visual_tokens"] == 4
+    assert rows[("downsample", 4)]["visual_tokens"] == 4
+    assert (
+        rows[("downsample", 4)]["lm_prefill_gflops"] == rows[("visionzip", 4)]["lm_prefill_gflops"]
+    )
+    assert [(m, b) for m, b, _ in result.skipped] == [("downsample", 13)]
 
 
 def test_an_item_without_an_answer_is_refused() -> None:

@@ -4,13 +4,17 @@
 from __future__ import annotations
 
 import inspect
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from pyrtok.allocation import FrequencyAwareAllocator, allocate
+from pyrtok.allocation import FrequencyAwareAllocator, QuadtreeGeometry, allocate
+from pyrtok.quantize import VectorQuantizer
 from pyrtok.vlm import MixedResolutionVLM
 from pyrtok.vlm.pixels import CLIP_MEAN, CLIP_STD
 from pyrtok.vlm.qwen2_vl import Qwen2VLMixedResolutionVLM
@@ -73,7 +77,15 @@ def _rope_index(model: Any, ids: torch.Tensor, grid: torch.Tensor, mask: torch.T
 
 @pytest.mark.parametrize(
     ("version", "height", "width", "max_patch"),
-    [("2", 112, 224, 112), ("2.5", 112, 224, 112), ("2.5", 168, 224, 56), ("2.5", 224, 224, 28)],
+    [
+        ("2", 112, 224, 112),
+        ("2.5", 112, 224, 112),
+        ("2.5", 168, 224, 56),
+        ("2.5", 224, 224, 28),
+        ("2", 140, 196, 56),  # sides multiples of 28, not of max_patch: roots of 28 px
+        ("2.5", 140, 196, 56),
+        ("2.5", 196, 252, 112),  # roots of 56 and 28 px; windows cut by the border
+    ],
 )
 def test_full_detail_equals_the_models_own_forward_and_rope_index(
     version: str, height: int, width: int, max_patch: int
@@ -99,6 +111,29 @@ def test_full_detail_equals_the_models_own_forward_and_rope_index(
         assert torch.equal(merged.position_ids[:, row, :length], reference[:, row, real].float())
 
 
+@settings(max_examples=25, deadline=None)
+@given(
+    rows=st.integers(4, 12),
+    cols=st.integers(4, 12),
+    max_patch=st.sampled_from([28, 56, 112]),
+    fraction=st.floats(0, 1),
+)
+def test_every_leaf_and_root_lies_in_one_qwen2_5_window(
+    rows: int, cols: int, max_patch: int, fraction: float
+) -> None:
+    """Roots sit on the grid of their own side, which divides max_patch, which divides the
+    112-px window: no node, at any budget, crosses a window border."""
+    height, width = 28 * rows, 28 * cols
+    geometry = QuadtreeGeometry.create(height, width, 28, max_patch)
+    splits = round(fraction * geometry.max_splits)
+    budget = geometry.min_budget + 3 * splits
+    allocation = allocate(_images(1, height, width), budget, min_patch=28, max_patch=max_patch)
+    boxes = allocation.boxes[0]
+    first, last = boxes[:, :2] // 112, (boxes[:, :2] + boxes[:, 2:3] - 1) // 112
+    assert int(allocation.lengths[0]) == budget
+    assert torch.equal(first, last)
+
+
 def test_qwen2_5_leaves_must_not_cross_its_windows() -> None:
     with pytest.raises(ValueError, match=r"span several of Qwen2\.5-VL's 112-px attention windows"):
         MixedResolutionVLM.from_qwen2_vl(tiny_qwen2_vl(version="2.5"), max_patch=224)
@@ -110,6 +145,22 @@ def test_qwen2_5_budgets_per_row_equal_each_row_alone() -> None:
     ids = torch.tensor([_prompt(1)] * 2)
     out = vlm(x, ids, budget=[7, 31])
     for row, budget in enumerate([7, 31]):
+        alone = vlm(x[row : row + 1], ids[row : row + 1], budget=budget).logits[0]
+        torch.testing.assert_close(out.logits[row, : alone.shape[0]], alone, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize(("version", "height", "width"), [("2", 140, 196), ("2.5", 196, 252)])
+def test_budgets_on_sides_off_the_cell_grid_equal_each_row_alone(
+    version: str, height: int, width: int
+) -> None:
+    vlm = MixedResolutionVLM.from_qwen2_vl(tiny_qwen2_vl(version=version), max_patch=56)
+    geometry = QuadtreeGeometry.create(height, width, 28, 56)
+    x = _images(2, height, width, seed=7)
+    ids = torch.tensor([_prompt(1)] * 2)
+    budgets = [geometry.min_budget, geometry.min_budget + 3 * 5]
+    out = vlm(x, ids, budget=budgets)
+    assert out.visual_counts.tolist() == budgets
+    for row, budget in enumerate(budgets):
         alone = vlm(x[row : row + 1], ids[row : row + 1], budget=budget).logits[0]
         torch.testing.assert_close(out.logits[row, : alone.shape[0]], alone, rtol=1e-5, atol=1e-5)
 
@@ -206,6 +257,35 @@ def test_generate_at_full_detail_equals_qwen2_vls_own_generate() -> None:
     assert torch.equal(ours, theirs)
 
 
+def test_save_pretrained_then_from_pretrained_gives_the_same_logits(tmp_path: Path) -> None:
+    model = tiny_qwen2_vl(version="2.5")
+    settings = {"max_patch": 56, "scorer": "entropy", "order": "morton", "budget_mode": "at_most"}
+    vlm = MixedResolutionVLM.from_qwen2_vl(
+        model, budget=20, quantizer=VectorQuantizer(64, 8), **settings
+    )
+    vlm.eval()  # the quantizer's codebook: EMA updates only in training
+    x, ids = _images(2, 140, 196, seed=8), torch.tensor([_prompt(1)] * 2)
+    vlm(x, ids)
+    vlm.save_pretrained(tmp_path)
+    again = Qwen2VLMixedResolutionVLM.from_pretrained(
+        tmp_path, model, quantizer=VectorQuantizer(64, 8)
+    ).eval()
+    assert isinstance(again, Qwen2VLMixedResolutionVLM)
+    assert {name: getattr(again, name) for name in settings} == settings
+    assert again.budget == 20
+    out = again(x, ids)
+    assert out.visual_counts.tolist() == [20, 20]  # at most 20: 17 roots + 3 * 1
+    assert torch.equal(out.logits, vlm(x, ids).logits)
+    fresh = MixedResolutionVLM.from_qwen2_vl(
+        model, budget=20, quantizer=VectorQuantizer(64, 8), **settings
+    ).eval()
+    assert not torch.allclose(fresh(x, ids).logits, out.logits)  # the codebook was loaded
+    with pytest.raises(TypeError, match="leave language_model out"):
+        Qwen2VLMixedResolutionVLM.from_pretrained(
+            tmp_path, model, torch.nn.Linear(1, 1), quantizer=VectorQuantizer(64, 8)
+        )
+
+
 def test_allocator_min_patch_must_be_a_merge_group() -> None:
     wrong = FrequencyAwareAllocator(budget=8, min_patch=14, max_patch=56)
     with pytest.raises(ValueError, match=r"min_patch must be patch_size \* spatial_merge_size"):
@@ -221,8 +301,11 @@ def test_images_smaller_than_a_merge_group_and_off_grid_sizes() -> None:
     ids = torch.tensor([_prompt(1)])
     with pytest.raises(ValueError, match="smaller than one merge group"):
         vlm(torch.rand(1, 3, 20, 56), ids)
-    with pytest.raises(ValueError, match="not a whole number of 28-px cells"):
+    with pytest.raises(ValueError, match="not a whole number of 28-px merge groups"):
         vlm(torch.rand(1, 3, 42, 56), ids)
+    coarse = MixedResolutionVLM.from_qwen2_vl(tiny_qwen2_vl(), budget=1, max_patch=112)
+    with pytest.raises(ValueError, match="each side must be >= max_patch=112"):
+        coarse(torch.rand(1, 3, 84, 140), ids)
 
 
 def test_videos_are_refused() -> None:
@@ -239,9 +322,7 @@ def test_budget_above_full_detail() -> None:
         vlm(_images(1), torch.tensor([_prompt(1)]))
 
 
-def test_sampling_and_the_ladder_say_what_to_use_instead() -> None:
+def test_sampling_says_what_to_use_instead() -> None:
     vlm = Qwen2VLMixedResolutionVLM(tiny_qwen2_vl(), budget=2)
     with pytest.raises(ValueError, match="greedily only"):
         vlm.generate(_images(1), torch.tensor([_prompt(1)]), do_sample=True)
-    with pytest.raises(NotImplementedError, match="forward\\(\\)/generate\\(\\) at each budget"):
-        vlm.progressive_generate(_images(1), torch.tensor([_prompt(1)]))

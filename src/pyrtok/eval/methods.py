@@ -2,9 +2,11 @@
 
 - ``"full"``: every ViT token (the reference; the budget is ignored);
 - the pre-LLM baselines of :data:`pyrtok.vlm.baselines.BASELINES` (``"random"``,
-  ``"downsample"``, ``"cls_attention"``, ``"mean_attention"``, ``"divprune"``): a
-  :class:`~pyrtok.vlm.HierarchicalVLM` with ``levels=1`` (LLaVA's own full-image encoding)
-  whose selector keeps ``budget`` tokens;
+  ``"downsample"``, ``"cls_attention"``, ``"mean_attention"``, ``"divprune"``,
+  ``"visionzip"``): a :class:`~pyrtok.vlm.HierarchicalVLM` with ``levels=1`` (LLaVA's own
+  full-image encoding) whose selector sends ``budget`` tokens per image (kept grid tokens,
+  plus VisionZip's merged contextual tokens; ``"downsample"``: the pooled grid, only at the
+  budgets ``(h / s) * (w / s)``, other budgets are skipped with the feasible ones named);
 - ``"fastv"`` and ``"pyramid_drop"``: every token enters the LM and is pruned inside
   (:mod:`pyrtok.vlm.inllm_pruning`) so that the equivalent tokens match the budget;
 - ``"pyrtok_<scorer>"`` (e.g. ``"pyrtok_laplacian"``, ``"pyrtok_entropy"``): pyrtok's

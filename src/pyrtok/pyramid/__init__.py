@@ -1,6 +1,7 @@
 """Laplacian and Gaussian pyramids: functional ops, modules and band energy."""
 
 from pyrtok.pyramid.borders import BORDER_NAMES
+from pyrtok.pyramid.checks import SYNC_CHECKS_ENV, sync_checks, sync_checks_enabled
 from pyrtok.pyramid.energy import band_energy, laplacian_energy
 from pyrtok.pyramid.functional import (
     auto_levels,
@@ -19,6 +20,7 @@ from pyrtok.pyramid.modules import GaussianPyramid, LaplacianPyramid
 __all__ = [
     "BORDER_NAMES",
     "KERNEL_NAMES",
+    "SYNC_CHECKS_ENV",
     "GaussianPyramid",
     "LaplacianPyramid",
     "auto_levels",
@@ -33,4 +35,6 @@ __all__ = [
     "pyr_up",
     "pyramid_sizes",
     "reconstruct",
+    "sync_checks",
+    "sync_checks_enabled",
 ]

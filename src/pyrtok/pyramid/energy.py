@@ -5,14 +5,11 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from pyrtok.pyramid.functional import (
-    Levels,
-    check_pyramid,
-    laplacian_pyramid,
-    resolve_levels,
-)
+from pyrtok.pyramid.checks import check_finite_energy, check_patch_size, check_pyramid
+from pyrtok.pyramid.functional import Levels, laplacian_pyramid, resolve_levels
 from pyrtok.pyramid.kernels import KernelLike
-from pyrtok.pyramid.triton.dispatch import fused_taps, triton_laplacian_energy
+from pyrtok.pyramid.triton.dispatch import fused_taps
+from pyrtok.pyramid.triton.ops import triton_laplacian_energy
 
 
 def _overlap_matrix(
@@ -64,11 +61,11 @@ def band_energy(
         torch.Size([2, 4, 4, 3])
     """
     check_pyramid(pyramid)
-    height, width = _check_patch_size(pyramid[0], patch_size, "pyramid")
+    height, width = check_patch_size(pyramid[0], patch_size, "pyramid")
     maps = [_level_energy(level, k, patch_size, height, width) for k, level in enumerate(pyramid)]
     energy = torch.stack(maps, dim=-3)
     if check_finite:
-        _check_finite(energy)
+        check_finite_energy(energy)
     return energy
 
 
@@ -111,7 +108,7 @@ def laplacian_energy(
     if fused is None or count == 1:
         pyramid = laplacian_pyramid(x, levels, kernel, border)
         return pyramid, band_energy(pyramid, patch_size, check_finite)
-    height, width = _check_patch_size(x, patch_size, "x")
+    height, width = check_patch_size(x, patch_size, "x")
     pyramid, fused_energy = triton_laplacian_energy(x, count, fused, patch_size)
     maps = [
         fused_energy[..., k, :, :]
@@ -121,26 +118,8 @@ def laplacian_energy(
     ]
     energy = torch.stack(maps, dim=-3)
     if check_finite:
-        _check_finite(energy)
+        check_finite_energy(energy)
     return pyramid, energy
-
-
-def _check_patch_size(first: Tensor, patch_size: int, name: str) -> tuple[int, int]:
-    """Validate the channel dim of ``first`` (``(..., C, H, W)``) and ``patch_size``; ``(H, W)``."""
-    if first.ndim < 3:
-        raise ValueError(
-            f"{name}: levels need a channel dim, shape (..., C, H, W); got shape "
-            f"{tuple(first.shape)}"
-        )
-    height, width = first.shape[-2], first.shape[-1]
-    if isinstance(patch_size, bool) or not isinstance(patch_size, int):
-        raise TypeError(f"patch_size: expected an int, got {patch_size!r}")
-    if not 1 <= patch_size <= max(height, width):
-        raise ValueError(
-            f"patch_size: must be between 1 and the image's larger side {max(height, width)} "
-            f"(image {height}x{width}), got {patch_size}"
-        )
-    return height, width
 
 
 def _level_energy(level: Tensor, k: int, patch_size: int, height: int, width: int) -> Tensor:
@@ -154,12 +133,3 @@ def _level_energy(level: Tensor, k: int, patch_size: int, height: int, width: in
     return torch.einsum(
         "ph,...hw,qw->...pq", row_share.to(accumulate), squared, col_share.to(accumulate)
     )
-
-
-def _check_finite(energy: Tensor) -> None:
-    """Raise if an energy is NaN or Inf (skipped while compiling: it needs a host sync)."""
-    if not torch.compiler.is_compiling() and not bool(energy.isfinite().all()):
-        raise ValueError(
-            "pyramid: band energy is NaN or Inf; the input image has NaN/Inf values or values "
-            "too large to square in float32"
-        )

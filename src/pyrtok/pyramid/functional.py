@@ -17,10 +17,14 @@ import torch
 from torch import Tensor
 
 from pyrtok.pyramid.borders import check_border
+
+# Re-exported: losses.py and viz/montage.py import these two from here.
+from pyrtok.pyramid.checks import check_image as check_image
+from pyrtok.pyramid.checks import check_pyramid as check_pyramid
 from pyrtok.pyramid.kernels import KernelLike, Taps, kernel_length, resolve_kernel
 from pyrtok.pyramid.separable import expand_axis, reduce_axis
-from pyrtok.pyramid.triton.dispatch import (
-    fused_taps,
+from pyrtok.pyramid.triton.dispatch import fused_taps
+from pyrtok.pyramid.triton.ops import (
     triton_laplacian_pyramid,
     triton_pyr_down,
     triton_pyr_up,
@@ -28,26 +32,6 @@ from pyrtok.pyramid.triton.dispatch import (
 )
 
 Levels = int | Literal["auto"]
-
-_FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
-
-
-def check_image(x: Tensor, name: str = "x") -> None:
-    """Validate a pyramid input: a floating tensor of shape ``(..., H, W)`` with ``H, W >= 1``."""
-    if not isinstance(x, Tensor):
-        raise TypeError(f"{name}: expected a torch.Tensor, got {type(x).__name__}")
-    if x.ndim < 2:
-        raise ValueError(
-            f"{name}: expected a tensor of shape (..., H, W) with at least 2 dims, "
-            f"got shape {tuple(x.shape)}"
-        )
-    if x.dtype not in _FLOAT_DTYPES:
-        raise TypeError(
-            f"{name}: expected a floating dtype (float16, bfloat16, float32, float64), "
-            f"got {x.dtype}; convert with x.float() (integer images: x.float() / 255)"
-        )
-    if x.shape[-1] < 1 or x.shape[-2] < 1:
-        raise ValueError(f"{name}: H and W must be >= 1, got shape {tuple(x.shape)}")
 
 
 def pyramid_sizes(height: int, width: int, levels: int) -> list[tuple[int, int]]:
@@ -285,33 +269,6 @@ def laplacian_from_gaussian(
         for fine, coarse in itertools.pairwise(gaussians)
     ]
     return [*bands, gaussians[-1]]
-
-
-def check_pyramid(pyramid: list[Tensor] | tuple[Tensor, ...], name: str = "pyramid") -> None:
-    """Check that ``pyramid`` can come from one :func:`laplacian_pyramid` call.
-
-    Levels must share leading dims, dtype and device, and each level's size must be the
-    ``ceil``-half of the one before.
-    """
-    if not isinstance(pyramid, (list, tuple)) or len(pyramid) == 0:
-        raise ValueError(f"{name}: expected a non-empty list of tensors, got {pyramid!r}")
-    for k, level in enumerate(pyramid):
-        check_image(level, f"{name}[{k}]")
-    first = pyramid[0]
-    for k in range(1, len(pyramid)):
-        fine, level = pyramid[k - 1], pyramid[k]
-        expected = ((fine.shape[-2] + 1) // 2, (fine.shape[-1] + 1) // 2)
-        if level.shape[:-2] != first.shape[:-2] or tuple(level.shape[-2:]) != expected:
-            raise ValueError(
-                f"{name}: level {k} has shape {tuple(level.shape)} but level {k - 1} has shape "
-                f"{tuple(fine.shape)}; one pyramid needs shape "
-                f"{(*first.shape[:-2], *expected)} here (sides ceil-halved, same leading dims)"
-            )
-        if level.dtype != first.dtype or level.device != first.device:
-            raise ValueError(
-                f"{name}: level {k} is {level.dtype} on {level.device} but level 0 is "
-                f"{first.dtype} on {first.device}"
-            )
 
 
 def reconstruct(

@@ -24,11 +24,12 @@ from torch import Tensor
 from pyrtok.pyramid.axis_plan import AxisPlan, EdgeRows, Entry, axis_plan
 from pyrtok.pyramid.kernels import Taps, kernel_length
 
-_BLOCKS = {("reduce", False): 1, ("reduce", True): 32, ("expand", False): 8, ("expand", True): 8}
+_BLOCKS = {("reduce", False): 1, ("reduce", True): 16, ("expand", False): 8, ("expand", True): 16}
 """Periods per interior block, by (operator, along the last dim). Along the rows each block is
 a ``(B, K) @ (K, W)`` product over whole rows: one output row per 5-row window for REDUCE, 16
-rows per 10-row window for EXPAND. Along the last dim a block is ``(R, K) @ (K, B)``: 32 outputs
-per 67 samples (REDUCE), 16 per 10 (EXPAND). Chosen by timing against OpenCV on one thread."""
+rows per 10-row window for EXPAND. Along the last dim a block is ``(R, K) @ (K, B)``: 16 outputs
+per 35 samples (REDUCE), 32 per 18 (EXPAND). Chosen by timing against OpenCV on one thread
+(24 planes of 512 x 512)."""
 
 
 def _layout(owner: AxisPlan | EdgeRows) -> tuple[tuple[Entry, ...], tuple[int, int]]:
@@ -36,6 +37,11 @@ def _layout(owner: AxisPlan | EdgeRows) -> tuple[tuple[Entry, ...], tuple[int, i
     if isinstance(owner, AxisPlan):
         return owner.template, (owner.block, owner.window)
     return owner.entries, (len(owner.rows), len(owner.cols))
+
+
+def _values(owner: AxisPlan | EdgeRows, taps: tuple[float, ...], scale: float) -> list[float]:
+    entries, _ = _layout(owner)
+    return [scale * sum(factor * taps[tap] for tap, factor in entry) for entry in entries]
 
 
 def _coefficients(owner: AxisPlan | EdgeRows, taps: int) -> Tensor:
@@ -49,22 +55,50 @@ def _coefficients(owner: AxisPlan | EdgeRows, taps: int) -> Tensor:
 
 
 @functools.lru_cache(maxsize=1024)
-def _cached_coefficients(owner: AxisPlan | EdgeRows, taps: int) -> Tensor:
-    return _coefficients(owner, taps)
+def _cached_coefficients(
+    owner: AxisPlan | EdgeRows, taps: int, dtype: torch.dtype, device: torch.device
+) -> Tensor:
+    return _coefficients(owner, taps).to(device, dtype)
+
+
+@functools.lru_cache(maxsize=1024)
+def _cached_matrix(
+    owner: AxisPlan | EdgeRows,
+    taps: tuple[float, ...],
+    scale: float,
+    dtype: torch.dtype,
+    device: torch.device,
+) -> Tensor:
+    _, shape = _layout(owner)
+    return torch.tensor(_values(owner, taps, scale), dtype=dtype, device=device).view(shape)
 
 
 def _matrix(owner: AxisPlan | EdgeRows, taps: Taps, scale: float, like: Tensor) -> Tensor:
     """The block or edge matrix of ``owner`` for ``taps`` times ``scale``, dtype of ``like``.
 
-    A product of cached factors (per plan, compared by identity) and the taps on ``like``'s
-    device: one small matmul, differentiable in tensor taps, constant under ``torch.compile``.
+    Named kernels (float taps) give constant matrices, cached per plan (plans compare by
+    identity), dtype and device, so a call copies nothing from the host; tensor taps multiply
+    cached factors on their device (differentiable in the taps). Under ``torch.compile`` the
+    matrices are built in the graph as constants.
     """
     _, shape = _layout(owner)
-    length = kernel_length(taps)
     compiling = torch.compiler.is_compiling()
-    factors = _coefficients(owner, length) if compiling else _cached_coefficients(owner, length)
-    values = torch.as_tensor(taps, dtype=like.dtype, device=like.device)
-    return (factors.to(like.device, like.dtype) @ (scale * values)).view(shape)
+    if isinstance(taps, Tensor):
+        length = kernel_length(taps)
+        if compiling:
+            factors = _coefficients(owner, length).to(like.device, like.dtype)
+        else:
+            factors = _cached_coefficients(owner, length, like.dtype, like.device)
+        return (factors @ (scale * taps.to(like.dtype))).view(shape)
+    if compiling:
+        values = _values(owner, taps, scale)
+        return torch.tensor(values, dtype=like.dtype, device=like.device).view(shape)
+    return _cached_matrix(owner, taps, scale, like.dtype, like.device)
+
+
+@functools.lru_cache(maxsize=256)
+def _cached_index(edge: EdgeRows, device: torch.device) -> Tensor:
+    return torch.tensor(edge.cols, device=device)
 
 
 def _apply_edge(
@@ -83,7 +117,11 @@ def _apply_edge(
         if edge.cols == tuple(range(start, start + cols)):  # a view: no gather
             samples = x.narrow(dim, start, cols).movedim(dim, -1)
         else:  # circular: the other end too
-            samples = x.index_select(dim, torch.tensor(edge.cols, device=x.device))
+            if torch.compiler.is_compiling():
+                index = torch.tensor(edge.cols, device=x.device)
+            else:
+                index = _cached_index(edge, x.device)
+            samples = x.index_select(dim, index)
             samples = samples.movedim(dim, -1)
         values = torch.matmul(samples, matrix.t()).movedim(-1, dim)
     if base is not None:
@@ -105,9 +143,9 @@ def _apply_rows(
     """Interior blocks along dim 1 of contiguous ``(Z, n_in, W)`` planes into ``(Z, n_out, W)``.
 
     When the planes' rows line up with the block grid (``n_in / S == n_out / B``, whole
-    blocks), the windows
-    run across all ``Z * n_in`` rows as one batch; the seam blocks this also computes are
-    rewritten by the edge rows afterwards. Otherwise each plane is its own batch.
+    blocks), the windows run across all ``Z * n_in`` rows as one batch; the seam blocks this
+    also computes are rewritten by the edge rows afterwards. Otherwise each plane is its own
+    batch.
     """
     planes, width = x.shape[0], x.shape[-1]
     size, step, window = plan.block, plan.step, plan.window
@@ -119,33 +157,44 @@ def _apply_rows(
         base = None if base is None else base.reshape(1, planes * plan.n_out, width)
     span = step * (blocks - 1) + window
     windows = x.narrow(1, plan.in_start, span).unfold(1, window, step).transpose(-1, -2)
+    targets = out.narrow(1, plan.out_start, size * blocks).view(groups, blocks, size, width)
+    adds = None
+    if base is not None:
+        adds = base.narrow(1, plan.out_start, size * blocks).view(groups, blocks, size, width)
     matrix = matrix.expand(blocks, size, window)
     for g in range(groups):
-        target = out[g].narrow(0, plan.out_start, size * blocks).view(blocks, size, width)
-        add = None if base is None else base[g].narrow(0, plan.out_start, size * blocks)
+        add = None if adds is None else adds[g]
         # bmm then add: baddbmm is several times slower on the CPU for these shapes.
         if tracked:
             values = torch.bmm(matrix, windows[g])
-            target.copy_(values if add is None else values + add.view_as(target))
+            targets[g].copy_(values if add is None else values + add)
         else:
-            torch.bmm(matrix, windows[g], out=target)
+            torch.bmm(matrix, windows[g], out=targets[g])
             if add is not None:
-                target.add_(add.view_as(target))
+                targets[g].add_(add)
 
 
 def _apply_cols(
-    x: Tensor, plan: AxisPlan, matrix: Tensor, out: Tensor, base: Tensor | None
+    x: Tensor, plan: AxisPlan, matrix: Tensor, out: Tensor, base: Tensor | None, tracked: bool
 ) -> None:
-    """Interior blocks along dim 1 of ``(R, n_in)`` rows into ``(R, n_out)``."""
+    """Interior blocks along dim 1 of ``(R, n_in)`` rows into ``(R, n_out)``: block ``b`` is
+    ``(R, K) @ (K, B)``, written in place through a strided view (as fast as a contiguous one)."""
     rows, blocks = x.shape[0], plan.blocks
     size, step, window = plan.block, plan.step, plan.window
     span = step * (blocks - 1) + window
     windows = x.narrow(1, plan.in_start, span).unfold(1, window, step).transpose(0, 1)
-    values = torch.bmm(windows, matrix.t().expand(blocks, window, size)).transpose(0, 1)
-    target = out.narrow(1, plan.out_start, size * blocks).view(rows, blocks, size)
+    matrix = matrix.t().expand(blocks, window, size)
+    target = out.narrow(1, plan.out_start, size * blocks).view(rows, blocks, size).transpose(0, 1)
+    add = None
     if base is not None:
-        values = values + base.narrow(1, plan.out_start, size * blocks).view_as(target)
-    target.copy_(values)
+        add = base.narrow(1, plan.out_start, size * blocks).view(rows, blocks, size).transpose(0, 1)
+    if tracked:
+        values = torch.bmm(windows, matrix)
+        target.copy_(values if add is None else values + add)
+    else:
+        torch.bmm(windows, matrix, out=target)
+        if add is not None:
+            target.add_(add)
 
 
 def _apply(
@@ -175,7 +224,7 @@ def _apply(
     if plan.blocks > 0:
         matrix = _matrix(plan, taps, scale, work)
         if last:
-            _apply_cols(work, plan, matrix, out, shaped_base)
+            _apply_cols(work, plan, matrix, out, shaped_base, tracked)
         else:
             _apply_rows(work, plan, matrix, out, shaped_base, tracked)
     for edge in (plan.low, plan.high):

@@ -18,6 +18,12 @@ Layout per row: each segment (prefix, a level's tokens, the question, each answe
 packed to the left and right-padded to the batch's longest; padding in the middle of a row is
 masked out and ``position_ids`` count real tokens only, so a row's logits do not depend on the
 other rows.
+
+Position ids: by default every token's id counts the real tokens before it. An LM that places
+tokens instead of counting them (Qwen2-VL's M-RoPE: ``R = 3`` ids per token, a visual token at
+its place in the image) has its segments carry their own ids, ``(R, A, n)``, and the id the
+text after them starts at (:data:`PlacedSegment`); the question and the answer then count up
+from that id, equal on all ``R`` axes, and the LM gets ``position_ids (R, B, S)``.
 """
 
 from __future__ import annotations
@@ -40,9 +46,15 @@ Segment = tuple[Tensor, Tensor, Tensor]
 """``(embeds (A, n, D), mask (A, n), visual_tokens (A,))`` of one level for the ``A`` active
 samples: left-packed embeddings, their mask, and how many of them are visual tokens."""
 
-SegmentFn = Callable[[int, Tensor], Segment]
-"""``segment(level, active) -> Segment``: the level's tokens for the samples ``active`` (row
-indices into the batch)."""
+PlacedSegment = tuple[Tensor, Tensor, Tensor, Tensor, Tensor]
+"""A :data:`Segment` with its own position ids, for LMs whose ids do not count tokens:
+``(embeds, mask, visual_tokens, positions (R, A, n), text_next (A,))``, the ids of the
+segment's tokens on ``R`` rotary axes (laid out as ``embeds``) and the id the question after
+the segment takes (on every axis)."""
+
+SegmentFn = Callable[[int, Tensor], Segment | PlacedSegment]
+"""``segment(level, active) -> Segment | PlacedSegment``: the level's tokens for the samples
+``active`` (row indices into the batch)."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -112,9 +124,11 @@ def check_max_new_tokens(max_new_tokens: object) -> int:
 
 
 def default_eos(language_model: nn.Module, eos_token_id: int | None) -> int | None:
-    """``eos_token_id`` as given, else the LM config's (when it is one int)."""
+    """``eos_token_id`` as given, else the LM config's (its ``text_config``'s for a whole VLM
+    such as Qwen2-VL), when it is one int."""
     if eos_token_id is None:
-        eos = getattr(getattr(language_model, "config", None), "eos_token_id", None)
+        config = getattr(language_model, "config", None)
+        eos = getattr(getattr(config, "text_config", config), "eos_token_id", None)
         eos_token_id = eos if isinstance(eos, int) else None
     return eos_token_id
 
@@ -123,6 +137,29 @@ def trim(values: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
     """Drop the columns that are padding in every row."""
     width = int(mask.sum(1).max()) if mask.numel() else 0
     return values[:, :width], mask[:, :width]
+
+
+def placed(segment: Segment | PlacedSegment, past: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """``(embeds, mask, positions (R, A, n))`` of a segment trimmed (:func:`trim`), and the id
+    the text after it takes: a :data:`PlacedSegment`'s own ids, else ids counting real tokens
+    after ``past (A,)`` cached ones (``R = 1``).
+
+    Examples:
+        >>> embeds, mask = torch.zeros(1, 3, 2), torch.tensor([[True, True, False]])
+        >>> segment = (embeds, mask, torch.tensor([2]))
+        >>> _, _, positions, nxt = placed(segment, torch.tensor([4]))
+        >>> positions.tolist(), nxt.tolist()
+        ([[[4, 5]]], [6])
+    """
+    embeds, mask = trim(segment[0], segment[1])
+    if len(segment) == 5:
+        return embeds, mask, segment[3][..., : mask.shape[1]], segment[4]
+    return embeds, mask, positions_from_mask(mask, past)[None], past + mask.sum(1)
+
+
+def lm_positions(positions: Tensor) -> Tensor:
+    """``(R, B, S)`` ids as the LM takes them: ``(B, S)`` when ``R = 1``."""
+    return positions[0] if positions.shape[0] == 1 else positions
 
 
 @dataclass(frozen=True, eq=False)
@@ -151,21 +188,23 @@ class ProgressiveAnswerer:
         cached_mask: Tensor,
         prefill: tuple[Tensor, Tensor, Tensor],
         question: tuple[Tensor, Tensor],
+        start: Tensor,
     ) -> tuple[Tensor, Any, Tensor, Tensor, int]:
-        """Prefill ``prefill`` (embeddings, positions, mask) and the question in one LM call
-        after the cached tokens (``cache`` holds ``cached_mask``; ``None`` when nothing is
-        cached). Returns the first answer step's float32 logits ``(B, V)``, the cache, the
-        attention mask so far, the next position of each row and the real tokens fed."""
+        """Prefill ``prefill`` (embeddings, positions ``(R, B, n)``, mask) and the question,
+        whose ids count up from ``start (B,)``, in one LM call after the cached tokens
+        (``cache`` holds ``cached_mask``; ``None`` when nothing is cached). Returns the first
+        answer step's float32 logits ``(B, V)``, the cache, the attention mask so far, the next
+        position of each row and the real tokens fed."""
         p_embeds, p_pos, p_mask = prefill
         q_embeds, q_mask = question
-        start = cached_mask.sum(1) + p_mask.sum(1)
         mask = torch.cat([cached_mask, p_mask, q_mask], dim=1)
         width = q_embeds.shape[1]
+        q_pos = positions_from_mask(q_mask, start).to(p_pos.dtype)
         out = call_lm(
             self.language_model,
             torch.cat([p_embeds, q_embeds], dim=1),
             mask.long(),
-            torch.cat([p_pos, positions_from_mask(q_mask, start)], dim=1),
+            lm_positions(torch.cat([p_pos, q_pos.expand(p_pos.shape[0], -1, -1)], dim=-1)),
             cache=cache,
             use_cache=True,
             logits_to_keep=width,
@@ -176,10 +215,11 @@ class ProgressiveAnswerer:
         return step, output_cache(out), mask, start + q_mask.sum(1), fed
 
     def _decode(
-        self, step: Tensor, cache: Any, mask: Tensor, count: Tensor
+        self, step: Tensor, cache: Any, mask: Tensor, count: Tensor, axes: int
     ) -> tuple[Tensor, Tensor, Tensor, Any, int]:
-        """Greedy answer from the first step's logits. Returns logits ``(B, T, V)``, tokens,
-        token mask, the cache and the real tokens fed (``T - 1`` steps per row)."""
+        """Greedy answer from the first step's logits, token ``t`` at id ``count + t`` on
+        ``axes`` position axes. Returns logits ``(B, T, V)``, tokens, token mask, the cache and
+        the real tokens fed (``T - 1`` steps per row)."""
         finished = torch.zeros(step.shape[0], dtype=torch.bool, device=step.device)
         logits, tokens, valid = [], [], []
         fed = 0
@@ -197,7 +237,7 @@ class ProgressiveAnswerer:
                 self.language_model,
                 embed_text(self.language_model, token[:, None], self.image_token_id),
                 mask.long(),
-                count[:, None],
+                lm_positions(count[None, :, None].expand(axes, -1, 1)),
                 cache=cache,
                 use_cache=True,
                 logits_to_keep=1,
@@ -236,28 +276,28 @@ class ProgressiveAnswerer:
         active = torch.arange(batch, device=device)
         past_mask = torch.zeros((batch, 0), dtype=torch.bool, device=device)
         dtype = question[0].dtype
-        history = (
-            question[0].new_zeros((batch, 0, question[0].shape[-1]), dtype=dtype),
-            torch.zeros((batch, 0), dtype=torch.long, device=device),
-        )
+        history: tuple[Tensor, Tensor] | None = None
         cache: Any = None
         lm_tokens = 0
         for s in range(levels):
-            seg_embeds, seg_mask, visual = segment(s, active)
-            seg_embeds, seg_mask = trim(seg_embeds, seg_mask)
-            used[active] += visual.to(device)
-            seg_pos = positions_from_mask(seg_mask, past_mask.sum(1))
+            segment_s = segment(s, active)
+            seg_embeds, seg_mask, seg_pos, text_next = placed(segment_s, past_mask.sum(1))
+            used[active] += segment_s[2].to(device)
             q = trim(question[0][active], question[1][active])
             if reuse_cache:  # only the new segment, after the cached prefix
                 prefill, cached = (seg_embeds, seg_pos, seg_mask), past_mask
             else:  # the whole history, from scratch
                 history = (
-                    torch.cat([history[0], seg_embeds.to(dtype)], 1),
-                    torch.cat([history[1], seg_pos], 1),
+                    (seg_embeds.to(dtype), seg_pos)
+                    if history is None
+                    else (
+                        torch.cat([history[0], seg_embeds.to(dtype)], 1),
+                        torch.cat([history[1], seg_pos], -1),
+                    )
                 )
                 prefill, cached = (*history, torch.cat([past_mask, seg_mask], 1)), past_mask[:, :0]
             step, level_cache, mask, count, fed = self._ask(
-                cache if reuse_cache else None, cached, prefill, q
+                cache if reuse_cache else None, cached, prefill, q, text_next.to(device)
             )
             past_mask = torch.cat([past_mask, seg_mask], 1)
             early = None
@@ -269,7 +309,7 @@ class ProgressiveAnswerer:
             decoded = early is None or bool((early >= self.thresholds[s]).any())
             if decoded:
                 logits, tokens, valid, level_cache, more = self._decode(
-                    step, level_cache, mask, count
+                    step, level_cache, mask, count, seg_pos.shape[0]
                 )
                 fed += more
             score = early if early is not None else self.confidence(logits, tokens, valid).float()
@@ -292,8 +332,8 @@ class ProgressiveAnswerer:
                 cache = level_cache
                 cache.crop(-(q[0].shape[1] + (self.max_new_tokens - 1 if decoded else 0)))
                 cache.batch_select_indices(keep)
-            else:
-                history = (history[0][keep], history[1][keep])
+            elif history is not None:
+                history = (history[0][keep], history[1][:, keep])
         order = [results[b] for b in range(batch)]
         return ProgressiveOutput(
             sequences=torch.stack([r[1] for r in order]),

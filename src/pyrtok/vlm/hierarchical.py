@@ -16,13 +16,14 @@ from pyrtok.vlm._hf import hidden_size
 from pyrtok.vlm.encoders import VisionEncoder, encode_pyramid
 from pyrtok.vlm.output import VLMOutput, vlm_output
 from pyrtok.vlm.pixels import check_unit_range, normalisation_for
-from pyrtok.vlm.residual import gather_tokens, residual_grids
+from pyrtok.vlm.residual import residual_grids
 from pyrtok.vlm.selection import (
     AllSelector,
     FrequencySelector,
     QuerySelector,
     Selector,
     check_keep,
+    selected_tokens,
 )
 from pyrtok.vlm.sequence import MergedSequence, check_prompt, merge_sequence
 from pyrtok.vlm.wiring import (
@@ -128,7 +129,8 @@ class HierarchicalVLM(nn.Module):
             ``"all"``, ``"query"`` (:class:`~pyrtok.vlm.QuerySelector`), a
             :class:`~pyrtok.allocation.FrequencyAwareAllocator` (in a
             :class:`~pyrtok.vlm.FrequencySelector`), or any :class:`~pyrtok.vlm.Selector`;
-            its keep maps are checked (:func:`~pyrtok.vlm.selection.check_keep`).
+            its keep maps (and extra tokens, appended after each image's kept tokens, before
+            the projector) are checked (:func:`~pyrtok.vlm.selection.check_keep`).
         allocator: deprecated name of ``selector`` (a DeprecationWarning; giving both is a
             TypeError); removed in the next release.
         image_token_id: placeholder id in ``input_ids`` (default: ``language_model.config``'s).
@@ -287,12 +289,12 @@ class HierarchicalVLM(nn.Module):
             encoder_input = (check_unit_range(pixel_values) - mean) / std
         features = encode_pyramid(self.vision_encoder, encoder_input, self.levels)
         grids = residual_grids([f.grid for f in features])
-        keep = check_keep(
+        selection = check_keep(
             self.selector(pixel_values, grids, query, self.vision_encoder.patch_size),
             grids,
             self.selector,
         )
-        tokens, mask, scales = gather_tokens(grids, keep, features[0].prefix)
+        tokens, mask, scales = selected_tokens(grids, selection, features[0].prefix)
         indices = vq_loss = None
         if self.quantizer is not None:
             tokens, indices, vq_loss = self.quantizer(tokens, mask)

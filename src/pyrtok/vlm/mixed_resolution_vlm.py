@@ -227,6 +227,15 @@ class MixedResolutionVLM(nn.Module):
         and projector (:func:`~pyrtok.vlm.encode_mixed_resolution` for a ViT)."""
         return encode_mixed_resolution(self.vision_model, tokens, self.feature_layer)
 
+    def leaf_positions(self, allocation: Allocation, start: Tensor) -> tuple[Tensor, Tensor] | None:
+        """Position ids of the visual tokens of ``allocation`` (those :meth:`encode_tokens`
+        gives) after ``start (B,)`` text tokens, for an LM that places its visual tokens
+        instead of counting them: ``positions (R, B, N)`` on its ``R`` rotary axes and
+        ``text_next (B,)``, the id the text after the image takes. The quadtree ladder
+        (:meth:`progressive_generate`) reads it. ``None`` here: the LM counts real tokens; a
+        family with placed ids overrides it (Qwen2-VL's M-RoPE)."""
+        return None
+
     def default_allocator(self, budget: Budget) -> FrequencyAwareAllocator:
         """A :class:`~pyrtok.allocation.FrequencyAwareAllocator` with this module's settings
         and ``budget``."""
@@ -600,7 +609,9 @@ class MixedResolutionVLM(nn.Module):
         Args:
             directory: what :meth:`save_pretrained` wrote.
             vision_model: the vision model, or a whole ``LlavaForConditionalGeneration``
-                (then leave ``language_model`` out).
+                (then leave ``language_model`` out; a family wrapper such as
+                :class:`~pyrtok.vlm.qwen2_vl.Qwen2VLMixedResolutionVLM` takes its whole model
+                here, see :meth:`from_settings`).
             language_model: the causal LM.
             **kwargs: constructor arguments that override the saved ones (e.g. a custom
                 ``projector`` module, which must take the saved weights, or the
@@ -612,10 +623,19 @@ class MixedResolutionVLM(nn.Module):
                 "quantizer: the saved model has one; pass quantizer=VectorQuantizer(...) with "
                 "the same settings to load its weights"
             )
-        settings = config | kwargs
-        if language_model is None:
-            model = cls.from_llava(vision_model, **settings)
-        else:
-            model = cls(vision_model, language_model, **settings)
+        model = cls.from_settings(vision_model, language_model, **(config | kwargs))
         load_owned_state(model.owned_parts(), state)
         return model
+
+    @classmethod
+    def from_settings(
+        cls, vision_model: nn.Module, language_model: nn.Module | None = None, **settings: Any
+    ) -> Any:
+        """The wrapper :meth:`from_pretrained` loads into, built from the HF models and the
+        saved settings: the per-family constructor hook. Here ``cls(vision_model,
+        language_model, **settings)``, or :meth:`from_llava` for a whole LLaVA
+        (``language_model=None``); a family that wraps one whole model overrides it (see
+        :class:`~pyrtok.vlm.qwen2_vl.Qwen2VLMixedResolutionVLM`)."""
+        if language_model is None:
+            return cls.from_llava(vision_model, **settings)
+        return cls(vision_model, language_model, **settings)

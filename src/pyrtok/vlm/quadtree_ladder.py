@@ -12,6 +12,13 @@ the whole image at that rung's detail, as it would in a one-shot forward at that
 the samples still active only; the features of the leaves already sent are not sent again.
 Allocations that are not nested (``"optimal"``, ``"proportional"`` strategies) still work: a
 rung then sends the leaves it does not share with the previous one.
+
+Position ids: the LM counts real tokens (1-D), unless the model places its visual tokens
+(:meth:`MixedResolutionVLM.leaf_positions <pyrtok.vlm.MixedResolutionVLM.leaf_positions>`,
+Qwen2-VL's M-RoPE): then every leaf sent, at any rung, takes its place in the image, the text
+before the image counts ``0, 1, ...`` on every axis, and the question after the last rung sent
+takes the id the model gives the text after the image (a
+:data:`~pyrtok.vlm.answering.PlacedSegment`).
 """
 
 from __future__ import annotations
@@ -25,7 +32,7 @@ import torch
 from torch import Tensor
 
 from pyrtok.allocation import Allocation, QuadtreeGeometry, cell_pyramid
-from pyrtok.vlm.answering import ProgressiveAnswerer, ProgressiveOutput
+from pyrtok.vlm.answering import PlacedSegment, ProgressiveAnswerer, ProgressiveOutput, Segment
 from pyrtok.vlm.pixels import check_unit_range
 from pyrtok.vlm.progressive import check_question
 from pyrtok.vlm.residual import compact
@@ -112,7 +119,7 @@ def ladder_generate(
     pyramid = cell_pyramid(pixel_values, geometry)
     sent: list[Tensor | None] = [None]  # leaf keys of the previous rung, whole batch
 
-    def segment(s: int, active: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    def segment(s: int, active: Tensor) -> Segment | PlacedSegment:
         images = pixel_values[active]
         levels = [level[active] for level in pyramid]
         allocation = vlm.default_allocator(ladder[s])(images, levels)
@@ -125,11 +132,18 @@ def ladder_generate(
         embeds, mask, _ = vlm.encode_tokens(vlm.tokenize(images, allocation, levels))
         prefix = mask.shape[1] - new.shape[1]  # the CLS token(s) with keep_prefix
         keep = torch.cat([mask[:, :prefix] & (s == 0), new], dim=1)
-        if s == 0:
-            values = torch.cat([text[active], embeds.to(text.dtype)], dim=1)
-            packed = compact(values, torch.cat([before[active], keep], dim=1))
-        else:
-            packed = compact(embeds.to(text.dtype), keep)
-        return packed[0], packed[1], keep.sum(dim=1)
+        text_keep = before[active] if s == 0 else before[active][:, :0]
+        values = torch.cat([text[active][:, : text_keep.shape[1]], embeds.to(text.dtype)], dim=1)
+        every_kept = torch.cat([text_keep, keep], dim=1)
+        packed = compact(values, every_kept)
+        visual = keep.sum(dim=1)
+        leaf_places = vlm.leaf_positions(allocation, before[active].sum(dim=1))
+        if leaf_places is None:
+            return packed[0], packed[1], visual
+        places, text_next = leaf_places  # (R, A, N): the text before counts on every axis
+        counting = (text_keep.long().cumsum(dim=1) - 1).to(places.dtype)
+        places = torch.cat([counting.expand(places.shape[0], -1, -1), places], dim=-1)
+        ids = compact(places.permute(1, 2, 0), every_kept)[0].permute(2, 0, 1)
+        return packed[0], packed[1], visual, ids, text_next
 
     return answerer.run(segment, compact(text, after), len(ladder), reuse_cache, tick)

@@ -14,10 +14,12 @@
    token at its leaf's centre on the merge grid, the text after the image continuing as
    Qwen2-VL's ``get_rope_index`` does.
 
-Images must be ``[0, 1]`` tensors whose sides are multiples of ``max_patch`` (whole cells; a
-multiple of 28 is Qwen2-VL's own grid: resize with its ``smart_resize(h, w,
-factor=max_patch)``). At full detail (every leaf at level 0, raster order) the logits equal
-``Qwen2VLForConditionalGeneration``'s own forward on the same image.
+Images must be ``[0, 1]`` tensors whose sides are multiples of 28, Qwen2-VL's own grid (what
+its processor's ``smart_resize(h, w)`` gives), and at least ``max_patch``. Sides that are not
+multiples of ``max_patch`` are tiled by smaller roots along the bottom and right edges (see
+:mod:`pyrtok.allocation.quadtree`), so every leaf lies inside the image. At full detail (every
+leaf at level 0, raster order) the logits equal ``Qwen2VLForConditionalGeneration``'s own
+forward on the same image.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from torch import Tensor, nn
 
 from pyrtok.allocation import Allocation, TokenizedImages
 from pyrtok.vlm._hf import call_lm, output_cache
+from pyrtok.vlm.answering import ProgressiveOutput
 from pyrtok.vlm.mixed_resolution import MixedResolutionFeatures
 from pyrtok.vlm.mixed_resolution_vlm import (
     Allocations,
@@ -44,17 +47,17 @@ from pyrtok.vlm.sequence import MergedSequence, split_at_image
 from pyrtok.vlm.wiring import embed_text
 
 
-def check_qwen2_vl_images(pixel_values: object, leaf: int, max_patch: int) -> None:
-    """Raise unless ``pixel_values`` are still images whose sides are whole cells.
+def check_qwen2_vl_images(pixel_values: object, leaf: int) -> None:
+    """Raise unless ``pixel_values`` are still images whose sides are whole merge groups.
 
     Args:
         pixel_values: ``(B, 3, H, W)`` or a list of ``(3, H, W)``.
-        leaf: a merge group's side in pixels (28).
-        max_patch: the cell side.
+        leaf: a merge group's side in pixels (``patch_size * spatial_merge_size = 28``).
 
     Examples:
+        >>> check_qwen2_vl_images(torch.rand(1, 3, 140, 196), 28)  # 5 x 7 merge groups
         >>> try:
-        ...     check_qwen2_vl_images(torch.rand(1, 3, 20, 56), 28, 56)
+        ...     check_qwen2_vl_images(torch.rand(1, 3, 20, 56), 28)
         ... except ValueError as error:
         ...     print(str(error)[:65])
         pixel_values: a 20x56 image is smaller than one merge group (28 x
@@ -75,12 +78,11 @@ def check_qwen2_vl_images(pixel_values: object, leaf: int, max_patch: int) -> No
                 f"pixel_values: a {height}x{width} image is smaller than one merge group "
                 f"({leaf} x {leaf} px, one LM token); resize it to at least {leaf} px a side"
             )
-        if height % max_patch or width % max_patch:
+        if height % leaf or width % leaf:
             raise ValueError(
-                f"pixel_values: {height}x{width} is not a whole number of {max_patch}-px cells; "
-                f"resize to multiples of max_patch={max_patch} (transformers' Qwen2-VL "
-                f"smart_resize(h, w, factor={max_patch})), or choose max_patch = {leaf} * 2**d "
-                f"dividing both sides"
+                f"pixel_values: {height}x{width} is not a whole number of {leaf}-px merge "
+                f"groups (patch_size * spatial_merge_size); resize to multiples of {leaf}, "
+                f"as Qwen2-VL's processor does (transformers' smart_resize(h, w))"
             )
 
 
@@ -98,9 +100,10 @@ class Qwen2VLMixedResolutionVLM(MixedResolutionVLM):
             default CLIP's as Qwen2-VL's processor).
 
     Shapes:
-        ``pixel_values (B, 3, H, W)`` in ``[0, 1]`` (``H, W`` multiples of ``max_patch``) or a
-        list of ``(3, H, W)``; ``input_ids (B, T)`` with one image placeholder per row (or one
-        per visual token) -> :class:`~pyrtok.vlm.VLMOutput` with ``logits (B, S, V)``.
+        ``pixel_values (B, 3, H, W)`` in ``[0, 1]`` (``H, W`` multiples of 28, at least
+        ``max_patch``) or a list of ``(3, H, W)``; ``input_ids (B, T)`` with one image
+        placeholder per row (or one per visual token) -> :class:`~pyrtok.vlm.VLMOutput` with
+        ``logits (B, S, V)``.
 
     Examples:
         >>> from pyrtok.vlm.testing import tiny_qwen2_vl
@@ -125,6 +128,32 @@ class Qwen2VLMixedResolutionVLM(MixedResolutionVLM):
         check_windows(parts, self.max_patch)
         self.parts = parts
 
+    @classmethod
+    def from_settings(
+        cls, vision_model: nn.Module, language_model: nn.Module | None = None, **settings: Any
+    ) -> Any:
+        """:meth:`from_pretrained`'s constructor: the whole Qwen2-VL model and the saved
+        settings (``from_pretrained(directory, model)``).
+
+        Examples:
+            >>> import tempfile
+            >>> from pyrtok.vlm.testing import tiny_qwen2_vl
+            >>> model = tiny_qwen2_vl()
+            >>> with tempfile.TemporaryDirectory() as directory:
+            ...     Qwen2VLMixedResolutionVLM(model, budget=8, max_patch=56).save_pretrained(
+            ...         directory)
+            ...     again = Qwen2VLMixedResolutionVLM.from_pretrained(directory, model)
+            >>> again.budget, again.max_patch
+            (8, 56)
+        """
+        if language_model is not None:
+            raise TypeError(
+                f"language_model: Qwen2-VL is loaded from its whole model, "
+                f"from_pretrained(directory, model); leave language_model out, got "
+                f"{type(language_model).__name__}"
+            )
+        return cls(vision_model, **settings)
+
     def vision_geometry(self, vision_model: nn.Module) -> tuple[int, int]:
         """``(28, merger output width)``: a level-0 leaf is one merge group."""
         config: Any = vision_model.config
@@ -147,11 +176,11 @@ class Qwen2VLMixedResolutionVLM(MixedResolutionVLM):
     def _batch_tokens(
         self, pixel_values: Tensor, allocation: Allocations | None, budget: Budget | None
     ) -> tuple[TokenizedImages, Allocation]:
-        check_qwen2_vl_images(pixel_values, self.patch_size, self.max_patch)
+        check_qwen2_vl_images(pixel_values, self.patch_size)
         return super()._batch_tokens(pixel_values, allocation, budget)
 
     def _check_prompt_images(self, pixel_values: Images, input_ids: Tensor) -> None:
-        check_qwen2_vl_images(pixel_values, self.patch_size, self.max_patch)
+        check_qwen2_vl_images(pixel_values, self.patch_size)
         video = self.parts.video_token_id
         if video is not None and bool((input_ids == video).any()):
             raise ValueError(
@@ -302,11 +331,49 @@ class Qwen2VLMixedResolutionVLM(MixedResolutionVLM):
             nxt = nxt + 1
         return torch.stack(new, dim=1)
 
-    def progressive_generate(self, *args: Any, **kwargs: Any) -> Any:
-        """Not available for Qwen2-VL yet: the ladder's answer loop counts 1-D positions,
-        and Qwen2-VL's LM needs M-RoPE ids for the tokens each rung appends."""
-        raise NotImplementedError(
-            "progressive_generate: not available for Qwen2-VL yet (the quadtree ladder's "
-            "answer loop gives 1-D positions; Qwen2-VL needs M-RoPE ids per appended leaf); "
-            "call forward()/generate() at each budget instead"
+    def leaf_positions(self, allocation: Allocation, start: Tensor) -> tuple[Tensor, Tensor]:
+        """M-RoPE ids ``(3, B, N)`` of the leaves of ``allocation`` after ``start (B,)`` text
+        tokens, each at its centre on the merge grid (``(s, s + h, s + w)``, zeros on padding),
+        and ``(B,)`` the id of the text after the image, ``s + max(grid_h, grid_w)``; what the
+        quadtree ladder appends at each rung.
+
+        Examples:
+            >>> from pyrtok.allocation import allocate
+            >>> from pyrtok.vlm.testing import tiny_qwen2_vl
+            >>> vlm = Qwen2VLMixedResolutionVLM(tiny_qwen2_vl(), max_patch=56)
+            >>> allocation = allocate(torch.rand(1, 3, 56, 84), 3, min_patch=28, max_patch=56)
+            >>> ids, nxt = vlm.leaf_positions(allocation, torch.tensor([2]))
+            >>> ids[:, 0].tolist(), nxt.tolist()  # a 56-px cell, then two 28-px roots
+            ([[2.0, 2.0, 2.0], [2.5, 2.0, 3.0], [2.5, 4.0, 4.0]], [5.0])
+        """
+        offsets, spans = self._visual_offsets(allocation, allocation.boxes.shape[1])
+        begin = start.to(offsets.device).float()[:, None, None]
+        ids = torch.cat([begin.expand(*offsets.shape[:2], 1), begin + offsets], dim=-1)
+        ids = ids * allocation.mask[..., None]
+        return ids.permute(2, 0, 1), begin[:, 0, 0] + spans.float()
+
+    def progressive_generate(
+        self, pixel_values: Tensor, input_ids: Tensor, *args: Any, **kwargs: Any
+    ) -> ProgressiveOutput:
+        """:meth:`MixedResolutionVLM.progressive_generate
+        <pyrtok.vlm.MixedResolutionVLM.progressive_generate>` with M-RoPE ids: the leaves each
+        rung appends take their places in the image (:meth:`leaf_positions`), and the text
+        after the image (vision end, the question, the answer) the ids Qwen2-VL gives it, the
+        same at every rung. Budgets are feasible token counts of the image (see
+        :class:`~pyrtok.allocation.QuadtreeGeometry`).
+
+        Examples:
+            >>> from pyrtok.vlm.testing import tiny_qwen2_vl
+            >>> vlm = Qwen2VLMixedResolutionVLM(tiny_qwen2_vl())
+            >>> ids = torch.tensor([[1, 88, 90, 89, 5, 6]])
+            >>> flat = torch.full((1, 3, 112, 224), 0.5)  # ties split breadth first
+            >>> out = vlm.progressive_generate(flat, ids, budgets=(2, 11, 32),
+            ...     thresholds=(1.0, 1.0))  # never confident: every rung
+            >>> out.exit_level.tolist(), out.visual_tokens.tolist()  # 2 + 11 + 28 leaves sent
+            ([2], [41])
+        """
+        self._check_prompt_images(pixel_values, input_ids)
+        output: ProgressiveOutput = super().progressive_generate(
+            pixel_values, input_ids, *args, **kwargs
         )
+        return output

@@ -18,12 +18,15 @@ so the features equal the tower's own.
 Qwen2.5-VL's tower is supported the same way: it runs most blocks with attention inside
 ``window_size`` (112) px windows of the image, full attention in ``fullatt_block_indexes``, on
 a sequence reordered window by window. A leaf keeps its window when no leaf crosses a window
-border: with ``max_patch`` dividing ``window_size`` every cell, hence every leaf, lies in one
-window. The leaves are then ordered window by window (raster order inside a window, as
-Qwen2.5-VL orders its merge groups), windowed blocks attend within a window's leaves, full
-blocks within the image's, and the merger's outputs go back to the allocation's order. At full
-detail this is Qwen2.5-VL's own forward. A larger ``max_patch`` would give leaves that span
-several windows: :func:`check_windows` raises for it.
+border: a quadtree node of side ``s`` sits on the grid of its own side (cells, and the smaller
+roots along the bottom and right edges of an image whose sides are not multiples of
+``max_patch``, alike), and Qwen2.5-VL's windows sit on the ``window_size`` grid from the same
+origin (cut by the image border), so with ``max_patch`` dividing ``window_size`` every node,
+hence every leaf, lies in one window. The leaves are then ordered window by window (raster
+order inside a window, as Qwen2.5-VL orders its merge groups), windowed blocks attend within a
+window's leaves, full blocks within the image's, and the merger's outputs go back to the
+allocation's order. At full detail this is Qwen2.5-VL's own forward. A larger ``max_patch``
+would give leaves that span several windows: :func:`check_windows` raises for it.
 """
 
 from __future__ import annotations

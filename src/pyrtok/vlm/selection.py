@@ -2,7 +2,9 @@
 
 A selector (the :class:`Selector` protocol) maps ``(images, residual grids, query, patch_size)``
 to one bool keep map per scale ``(B, h_s, w_s)``; scale 0 (the coarse tokens) is kept in full.
-:func:`check_keep` checks what a selector returns.
+It may also return new tokens (a :class:`Selection` with ``extra``): VisionZip's merged
+contextual tokens, a pooled grid. :func:`check_keep` checks what a selector returns;
+:func:`selected_tokens` gathers the kept and the extra tokens into one sequence per image.
 
 - :class:`FrequencySelector` (default): a quadtree allocation by
   :func:`~pyrtok.allocation.allocate` with ``min_patch = p`` and ``max_patch = p * 2**(L-1)``.
@@ -19,7 +21,7 @@ to one bool keep map per scale ``(B, h_s, w_s)``; scale 0 (the coarse tokens) is
 from __future__ import annotations
 
 import math
-from typing import Protocol, runtime_checkable
+from typing import NamedTuple, Protocol, runtime_checkable
 
 import torch
 from torch import Tensor, nn
@@ -32,6 +34,35 @@ from pyrtok.allocation import (
     Strategy,
     allocate,
 )
+from pyrtok.vlm.residual import compact, gather_tokens
+
+
+class Selection(NamedTuple):
+    """What a selector may return instead of bare keep maps: keep maps plus extra tokens.
+
+    Attributes:
+        keep: ``L`` bool keep maps ``(B, h_s, w_s)``, coarsest first (as the bare form).
+        extra: ``(B, M, D_v)`` new visual tokens in the grids' feature space (dtype and
+            device of the grids), appended after each image's kept tokens, before the
+            projector; ``None``: none.
+        extra_mask: ``(B, M)`` bool, True on the real extra tokens of each row, when rows
+            differ in how many they have; ``None``: all ``M`` are real.
+
+    A plain tuple ``(keep, extra)`` or ``(keep, extra, extra_mask)`` is the same (this is a
+    ``NamedTuple``). The extra tokens get scale 0.
+
+    Examples:
+        >>> grids = [torch.zeros(2, 4, 4, 8)]
+        >>> none = torch.zeros(2, 4, 4, dtype=torch.bool)
+        >>> selection = Selection([none], torch.ones(2, 3, 8))
+        >>> tokens, mask, scales = selected_tokens(grids, selection)
+        >>> tokens.shape, mask.sum(1).tolist()
+        (torch.Size([2, 3, 8]), [3, 3])
+    """
+
+    keep: list[Tensor]
+    extra: Tensor | None = None
+    extra_mask: Tensor | None = None
 
 
 @runtime_checkable
@@ -50,13 +81,18 @@ class Selector(Protocol):
       ``needs_query`` attribute (as :class:`QuerySelector` does), else ``None``;
     - ``patch_size``: the vision encoder's patch size ``p`` in pixels;
     - ``keep``: a list of ``L`` bool tensors, entry ``s`` of shape ``(B, h_s, w_s)`` (grid
-      ``s`` without its feature dim), on the grids' device: True where the token is sent.
+      ``s`` without its feature dim), on the grids' device: True where the token is sent;
+      or a :class:`Selection` (any tuple ``(keep, extra)`` or ``(keep, extra, extra_mask)``
+      whose first entry is that list) to also send ``extra (B, M, D_v)`` new tokens, in the
+      grids' feature space, after each image's kept tokens and before the projector
+      (VisionZip's contextual tokens, a pooled grid).
 
     Scale 0 holds the coarse tokens, which every built-in selector keeps in full (the
     residual tokens of finer scales refine them); a selector that also drops some of them (a
     pruning baseline) is not refused. The VLMs check ``keep`` with :func:`check_keep`: a
     wrong number of maps, or a map of the wrong shape, dtype or device, raises a ValueError
-    that names the selector and the scale.
+    that names the selector and the scale; so do extra tokens of the wrong shape, dtype or
+    device.
 
     Examples:
         >>> class EveryOtherRow(nn.Module):
@@ -71,7 +107,7 @@ class Selector(Protocol):
 
     def __call__(
         self, images: Tensor | None, grids: list[Tensor], query: Tensor | None, patch_size: int
-    ) -> list[Tensor]: ...
+    ) -> list[Tensor] | Selection: ...
 
 
 def selector_name(selector: object) -> str:
@@ -79,16 +115,18 @@ def selector_name(selector: object) -> str:
     return str(getattr(selector, "__name__", type(selector).__name__))
 
 
-def check_keep(keep: object, grids: list[Tensor], selector: object) -> list[Tensor]:
-    """Check a selector's keep maps against the grids it was given.
+def check_keep(keep: object, grids: list[Tensor], selector: object) -> Selection:
+    """Check what a selector returned against the grids it was given.
 
     Args:
-        keep: what ``selector`` returned.
+        keep: what ``selector`` returned: ``L`` keep maps, or a :class:`Selection` (a tuple
+            ``(keep, extra)`` or ``(keep, extra, extra_mask)``).
         grids: the ``L`` grids ``(B, h_s, w_s, D)`` it was given.
         selector: the selector, named in the messages.
 
     Returns:
-        ``keep`` as a list of ``L`` bool tensors ``(B, h_s, w_s)``.
+        a :class:`Selection`: ``L`` bool keep maps ``(B, h_s, w_s)``, and the extra tokens
+        ``(B, M, D)`` and their mask ``(B, M)`` or ``None``.
 
     Examples:
         >>> grids = [torch.zeros(2, 1, 1, 4), torch.zeros(2, 2, 2, 4)]
@@ -98,8 +136,28 @@ def check_keep(keep: object, grids: list[Tensor], selector: object) -> list[Tens
         ...     print(error)
         selector: AllSelector returned a keep map of shape (2, 1, 1) for scale 1, expected (2, 2, \
 2) (B, h_s, w_s)
+        >>> keep = [torch.ones(2, 1, 1, dtype=torch.bool), torch.ones(2, 2, 2, dtype=torch.bool)]
+        >>> try:
+        ...     check_keep((keep, torch.zeros(2, 3, 5)), grids, AllSelector())
+        ... except ValueError as error:
+        ...     print(error)
+        selector: AllSelector returned extra tokens of shape (2, 3, 5), expected (2, M, 4) (B, \
+M, D_v)
     """
     name = selector_name(selector)
+    if isinstance(keep, tuple) and keep and isinstance(keep[0], (list, tuple)):
+        if len(keep) not in (2, 3):
+            raise ValueError(
+                f"selector: {name} returned a tuple of {len(keep)} entries, expected keep maps "
+                f"or (keep, extra) or (keep, extra, extra_mask)"
+            )
+        maps = _check_maps(keep[0], grids, name)
+        extra, extra_mask = _check_extra(keep[1], keep[2] if len(keep) == 3 else None, grids, name)
+        return Selection(maps, extra, extra_mask)
+    return Selection(_check_maps(keep, grids, name))
+
+
+def _check_maps(keep: object, grids: list[Tensor], name: str) -> list[Tensor]:
     if not isinstance(keep, (list, tuple)) or len(keep) != len(grids):
         got = f"{len(keep)}" if isinstance(keep, (list, tuple)) else f"a {type(keep).__name__}"
         raise ValueError(
@@ -128,6 +186,88 @@ def check_keep(keep: object, grids: list[Tensor], selector: object) -> list[Tens
                 f"{grid.device} (the grids' device)"
             )
     return list(keep)
+
+
+def _check_extra(
+    extra: object, extra_mask: object, grids: list[Tensor], name: str
+) -> tuple[Tensor | None, Tensor | None]:
+    grid = grids[0]
+    batch, dim = grid.shape[0], grid.shape[-1]
+    if extra is None:
+        if extra_mask is not None:
+            raise ValueError(f"selector: {name} returned an extra_mask but no extra tokens")
+        return None, None
+    if not isinstance(extra, Tensor):
+        raise ValueError(
+            f"selector: {name} returned extra tokens as a {type(extra).__name__}, expected a "
+            f"tensor (B, M, D_v) or None"
+        )
+    if extra.ndim != 3 or extra.shape[0] != batch or extra.shape[2] != dim:
+        raise ValueError(
+            f"selector: {name} returned extra tokens of shape {tuple(extra.shape)}, expected "
+            f"({batch}, M, {dim}) (B, M, D_v)"
+        )
+    if extra.dtype != grid.dtype or extra.device != grid.device:
+        raise ValueError(
+            f"selector: {name} returned extra tokens as {extra.dtype} on {extra.device}, "
+            f"expected {grid.dtype} on {grid.device} (the grids' dtype and device)"
+        )
+    if extra_mask is None:
+        return extra, None
+    expected = tuple(extra.shape[:2])
+    if (
+        not isinstance(extra_mask, Tensor)
+        or tuple(extra_mask.shape) != expected
+        or extra_mask.dtype != torch.bool
+        or extra_mask.device != grid.device
+    ):
+        got = (
+            f"{extra_mask.dtype} {tuple(extra_mask.shape)} on {extra_mask.device}"
+            if isinstance(extra_mask, Tensor)
+            else f"a {type(extra_mask).__name__}"
+        )
+        raise ValueError(
+            f"selector: {name} returned an extra_mask as {got}, expected torch.bool {expected} "
+            f"(B, M) on {grid.device}, or None"
+        )
+    return extra, extra_mask
+
+
+def selected_tokens(
+    grids: list[Tensor], selection: Selection, prefix: Tensor | None = None
+) -> tuple[Tensor, Tensor, Tensor]:
+    """The kept tokens of every scale (:func:`~pyrtok.vlm.gather_tokens`), then the extra
+    tokens, as one padded sequence per image.
+
+    Args:
+        grids: ``L`` grids ``(B, h_s, w_s, D)``, coarsest first.
+        selection: a checked :class:`Selection` (:func:`check_keep`).
+        prefix: optional ``(B, P, D)`` tokens put first (scale 0), e.g. the CLS.
+
+    Returns:
+        ``tokens (B, N, D)`` (each row's tokens first, zeros after), ``mask (B, N)``,
+        ``scales (B, N)`` int64 (extra tokens: 0), ``N`` = the longest row.
+
+    Examples:
+        >>> grids = [torch.ones(2, 2, 2, 1)]
+        >>> keep = [torch.tensor([[[1, 0], [0, 0]], [[1, 1], [0, 0]]]).bool()]
+        >>> extra, extra_mask = torch.full((2, 2, 1), 5.0), torch.tensor([[1, 0], [1, 1]]).bool()
+        >>> tokens, mask, _ = selected_tokens(grids, Selection(keep, extra, extra_mask))
+        >>> tokens[..., 0].tolist(), mask.sum(1).tolist()
+        ([[1.0, 5.0, 0.0, 0.0], [1.0, 1.0, 5.0, 5.0]], [2, 4])
+    """
+    tokens, mask, scales = gather_tokens(grids, selection.keep, prefix)
+    if selection.extra is None:
+        return tokens, mask, scales
+    extra = selection.extra
+    extra_mask = selection.extra_mask
+    if extra_mask is None:
+        extra_mask = torch.ones(extra.shape[:2], dtype=torch.bool, device=extra.device)
+    kept = torch.cat([mask, extra_mask], dim=1)
+    tokens, new_mask = compact(torch.cat([tokens, extra], dim=1), kept)
+    extra_scales = torch.zeros(extra.shape[:2], dtype=scales.dtype, device=scales.device)
+    scales, _ = compact(torch.cat([scales, extra_scales], dim=1), kept)
+    return tokens, new_mask, scales
 
 
 def _all_keep(grids: list[Tensor]) -> list[Tensor]:

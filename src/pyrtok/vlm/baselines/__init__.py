@@ -1,6 +1,7 @@
 """Pre-LLM token-reduction baselines as :class:`~pyrtok.vlm.Selector` s.
 
-Each keeps exactly ``budget`` tokens of each image's ViT grid; their home is a LLaVA-style
+Each sends exactly ``budget`` tokens per image from its ViT grid (kept grid tokens, plus the
+merged or pooled tokens of VisionZip and downsample); their home is a LLaVA-style
 full-image encoding, :meth:`HierarchicalVLM.from_llava(model, levels=1, selector=...)
 <pyrtok.vlm.HierarchicalVLM.from_llava>`. In-LLM pruning (FastV, PyramidDrop) is
 :mod:`pyrtok.vlm.inllm_pruning`.
@@ -13,11 +14,11 @@ from typing import Any
 
 from torch import nn
 
-from pyrtok.vlm.baselines.attention import find_attention, received_attention
+from pyrtok.vlm.baselines.attention import find_attention, key_metric, received_attention
 from pyrtok.vlm.baselines.budget import GridSelector, check_budget, keep_top
 from pyrtok.vlm.baselines.cls_attention import ClsAttentionSelector, contextual_tokens
 from pyrtok.vlm.baselines.divprune import DivPruneSelector, divprune
-from pyrtok.vlm.baselines.downsample import DownsampleSelector, lattice_rank
+from pyrtok.vlm.baselines.downsample import DownsampleSelector, pool_budgets, pool_tokens
 from pyrtok.vlm.baselines.random import RandomSelector
 
 BASELINES: dict[str, Callable[..., GridSelector]] = {
@@ -30,8 +31,22 @@ BASELINES: dict[str, Callable[..., GridSelector]] = {
         vision_model, budget, mode="mean"
     ),
     "divprune": lambda vision_model, budget, seed: DivPruneSelector(budget),
+    "visionzip": lambda vision_model, budget, seed: ClsAttentionSelector(
+        vision_model, budget, mode="cls", contextual=visionzip_contextual(budget)
+    ),
 }
 """Name -> ``builder(vision_model, budget, seed)``; add your own entries."""
+
+
+def visionzip_contextual(budget: int) -> int:
+    """VisionZip's contextual share of a budget: ``budget * 10 // 64`` (its paper's LLaVA-1.5
+    settings: 54 + 10 of 64, 108 + 20 of 128, 162 + 30 of 192 tokens).
+
+    Examples:
+        >>> [visionzip_contextual(b) for b in (64, 128, 192, 6)]
+        [10, 20, 30, 0]
+    """
+    return budget * 10 // 64
 
 
 def baseline_selector(name: str, vision_model: nn.Module, budget: int, seed: int = 0) -> Any:
@@ -60,6 +75,9 @@ __all__ = [
     "divprune",
     "find_attention",
     "keep_top",
-    "lattice_rank",
+    "key_metric",
+    "pool_budgets",
+    "pool_tokens",
     "received_attention",
+    "visionzip_contextual",
 ]

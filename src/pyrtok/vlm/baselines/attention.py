@@ -98,25 +98,55 @@ def received_attention(
         >>> received_attention(torch.randn(2, 17, 32), attention, "cls", 1).shape
         torch.Size([2, 16])
     """
-    projections = _projections(attention)
-    if projections is None:
-        raise TypeError(f"attention: {type(attention).__name__} has no query/key projections")
-    q_proj, k_proj = projections
-    batch, length, _ = hidden.shape
-    heads, head_dim = _heads(attention, q_proj.out_features)
+    q_proj, k_proj = _checked_projections(attention)
+    heads, _ = _heads(attention, q_proj.out_features)
     with torch.autocast(hidden.device.type, enabled=False):
-        x = hidden.float()
-        q = nn.functional.linear(x, q_proj.weight.float(), _float(q_proj.bias))
-        k = nn.functional.linear(x, k_proj.weight.float(), _float(k_proj.bias))
-        q = q.view(batch, length, heads, head_dim).transpose(1, 2) * head_dim**-0.5
-        k = k.view(batch, length, heads, head_dim).transpose(1, 2)
+        q, k = _split_heads(hidden, q_proj, heads), _split_heads(hidden, k_proj, heads)
+        q = q * q.shape[-1] ** -0.5
         rows = q[:, :, :1] if mode == "cls" else q
-        total = torch.zeros(batch, length, device=hidden.device)
+        total = torch.zeros(hidden.shape[:2], device=hidden.device)
         for start in range(0, rows.shape[2], chunk):
             weights = torch.softmax(rows[:, :, start : start + chunk] @ k.transpose(2, 3), -1)
             total += weights.sum(dim=2).mean(dim=1)
         scores: Tensor = total[:, prefix:] / rows.shape[2]
         return scores
+
+
+def key_metric(hidden: Tensor, attention: nn.Module) -> Tensor:
+    """The layer's keys, mean over heads: VisionZip's similarity metric for merging.
+
+    Args:
+        hidden: ``(B, S, D)`` the attention module's input.
+        attention: the module (its key projection is applied here).
+
+    Returns:
+        ``(B, S, D / heads)`` float32, ``k_proj(hidden)`` split into heads and averaged over
+        them (VisionZip's ``raw_key_states.mean(1)``).
+
+    Examples:
+        >>> from pyrtok.vlm.testing import tiny_clip
+        >>> key_metric(torch.randn(2, 17, 32), find_attention(tiny_clip(), 0)).shape
+        torch.Size([2, 17, 8])
+    """
+    _, k_proj = _checked_projections(attention)
+    heads, _ = _heads(attention, k_proj.out_features)
+    with torch.autocast(hidden.device.type, enabled=False):
+        metric: Tensor = _split_heads(hidden, k_proj, heads).mean(dim=1)
+        return metric
+
+
+def _checked_projections(attention: nn.Module) -> tuple[nn.Linear, nn.Linear]:
+    projections = _projections(attention)
+    if projections is None:
+        raise TypeError(f"attention: {type(attention).__name__} has no query/key projections")
+    return projections
+
+
+def _split_heads(hidden: Tensor, projection: nn.Linear, heads: int) -> Tensor:
+    """``(B, S, D)`` -> ``(B, heads, S, D' / heads)`` float32 projection."""
+    batch, length, _ = hidden.shape
+    x = nn.functional.linear(hidden.float(), projection.weight.float(), _float(projection.bias))
+    return x.view(batch, length, heads, -1).transpose(1, 2)
 
 
 def _float(bias: Tensor | None) -> Tensor | None:

@@ -1,9 +1,11 @@
 """What every pre-LLM baseline shares: the budget check, top-k keep masks, the one-grid rule.
 
-A baseline selector keeps exactly ``budget`` tokens of each image's ViT token grid (a
+A baseline selector sends exactly ``budget`` tokens per image from its ViT token grid (a
 LLaVA-style full-image encoding: :class:`~pyrtok.vlm.HierarchicalVLM` with ``levels=1``). It
 follows the :class:`~pyrtok.vlm.Selector` protocol: ``selector(images, [grid], query, p)`` ->
-``[keep]`` with ``keep`` a ``(B, h, w)`` bool map of ``budget`` True entries per row.
+``[keep]`` with ``keep`` a ``(B, h, w)`` bool map of ``budget`` True entries per row, or a
+:class:`~pyrtok.vlm.selection.Selection` ``([keep], extra)`` whose kept and extra tokens add
+up to ``budget`` per row (VisionZip's contextual tokens, the pooled grid).
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from pyrtok.vlm.selection import selector_name
+from pyrtok.vlm.selection import Selection, selector_name
 
 
 def check_budget(budget: object) -> int:
@@ -41,8 +43,9 @@ def keep_top(scores: Tensor, budget: int) -> Tensor:
 class GridSelector(nn.Module):
     """Base of the baselines: checks the grid and the budget, calls :meth:`select`.
 
-    Subclasses implement ``select(images, tokens (B, N, D), rows, cols) -> (B, N) bool`` with
-    exactly ``budget`` True per row (``N = rows * cols``, raster order).
+    Subclasses implement ``select(images, tokens (B, N, D), rows, cols)`` (``N = rows * cols``,
+    raster order) returning a ``(B, N)`` bool keep mask with exactly ``budget`` True per row,
+    or ``(keep (B, N), extra (B, M, D))`` with ``budget`` kept plus extra tokens per row.
 
     Args:
         budget: tokens kept per image.
@@ -52,12 +55,14 @@ class GridSelector(nn.Module):
         super().__init__()
         self.budget = check_budget(budget)
 
-    def select(self, images: Tensor | None, tokens: Tensor, rows: int, cols: int) -> Tensor:
+    def select(
+        self, images: Tensor | None, tokens: Tensor, rows: int, cols: int
+    ) -> Tensor | tuple[Tensor, Tensor]:
         raise NotImplementedError
 
     def forward(
         self, images: Tensor | None, grids: list[Tensor], query: Tensor | None, patch_size: int
-    ) -> list[Tensor]:
+    ) -> list[Tensor] | Selection:
         if len(grids) != 1:
             raise ValueError(
                 f"grids: {selector_name(self)} selects among the tokens of one full-image "
@@ -71,5 +76,8 @@ class GridSelector(nn.Module):
                 f"budget: {selector_name(self)} was asked for {self.budget} tokens per image but "
                 f"the encoder gives {rows * cols} ({rows}x{cols}); give a budget <= {rows * cols}"
             )
-        keep = self.select(images, grid.reshape(batch, rows * cols, -1), rows, cols)
-        return [keep.reshape(batch, rows, cols)]
+        selected = self.select(images, grid.reshape(batch, rows * cols, -1), rows, cols)
+        if isinstance(selected, tuple):
+            keep, extra = selected
+            return Selection([keep.reshape(batch, rows, cols)], extra)
+        return [selected.reshape(batch, rows, cols)]
