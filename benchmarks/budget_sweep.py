@@ -34,6 +34,7 @@ METHODS = (
     "random",
     "downsample",
     "cls_attention",
+    "visionzip",
     "mean_attention",
     "divprune",
     "fastv",

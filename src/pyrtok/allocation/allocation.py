@@ -32,8 +32,9 @@ class Allocation:
     Leaves are ordered by ``order``: ``"raster"`` sorts them row-major by their top-left corner
     (the order of a ViT's patch grid: at full detail it *is* that grid), ``"morton"`` goes cell
     by cell in raster order and depth first (Z order) inside a cell. Boxes are in pixels of the
-    image. No leaf lies outside it; when a side is not a multiple of ``min_patch``, the
-    ``min_patch`` leaves on the bottom/right edge reach past it, and their boxes are clipped in
+    image. No leaf lies outside it; when a side is not a multiple of ``min_patch``, the leaves
+    on the bottom/right edge reach past it by less than ``min_patch``, and their boxes (here
+    whole) are clipped in
     :func:`~pyrtok.allocation.token_positions` and :func:`~pyrtok.allocation.detokenize` (see
     :class:`~pyrtok.allocation.quadtree.QuadtreeGeometry`).
 

@@ -22,17 +22,19 @@ VLM scale ``s``        the coarsest     ``HierarchicalVLM`` scales, residual tok
 
 Sizes that are not multiples of ``max_patch``: the node grids cover the image padded at the
 bottom and right to whole cells (by reflection, reflect-101, for filtering), but no token lies on
-the padding. At depth ``d`` (node side ``s``) the nodes that **exist** are the top-left block of
-``floor(H / s) x floor(W / s)`` nodes wholly inside the image, and at the finest depth also the
-nodes that reach into it (``ceil(H / p) x ceil(W / p)`` of side ``p = min_patch``): only a
-``min_patch`` leaf can be partly outside, and its box is clipped to the image in
-:func:`~pyrtok.allocation.token_positions` and :func:`~pyrtok.allocation.detokenize`. A node that
-reaches past the image but holds existing nodes is a **forced split** (split by construction, not
-counted), so the image is tiled by **roots**: whole cells, then strips of smaller nodes along the
-bottom and right edges (a 480 x 640 image with 64 px cells has 70 cells and 20 roots of 32 px).
-Every existing internal node has four existing children, so with ``r`` roots a budget is
-feasible iff it is ``r + 3 * s`` for ``0 <= s <= max_splits`` (the existing internal nodes), and
-full detail is ``ceil(H / p) * ceil(W / p)`` tokens (1200 for 480 x 640 at ``p = 16``).
+the padding. Round the image up to whole ``min_patch`` leaves (``p``): the **leaf grid**,
+``ceil(H / p) * p`` by ``ceil(W / p) * p``. At depth ``d`` (node side ``s``) the nodes that
+**exist** are the top-left block of nodes wholly inside the leaf grid, so a leaf reaches past the
+image by less than ``p`` pixels, and only when a side is not a multiple of ``p``; its box is
+clipped to the image in :func:`~pyrtok.allocation.token_positions` and
+:func:`~pyrtok.allocation.detokenize`. A node that reaches past the leaf grid but holds existing
+nodes is a **forced split** (split by construction, not counted), so the image is tiled by
+**roots**: whole cells, then strips of smaller nodes along the bottom and right edges (a 480 x 640
+image with 64 px cells has 70 cells and 20 roots of 32 px). This is the largest set of nodes in
+which every existing internal node has four existing children and full detail covers the image,
+so with ``r`` roots a budget is feasible iff it is ``r + 3 * s`` for ``0 <= s <= max_splits`` (the
+existing internal nodes), and full detail is ``ceil(H / p) * ceil(W / p)`` tokens (1200 for
+480 x 640 at ``p = 16``).
 """
 
 from __future__ import annotations
@@ -115,19 +117,17 @@ class QuadtreeGeometry:
 
     def existing_grid(self, d: int) -> tuple[int, int]:
         """``(rows, cols)`` of the top-left block of depth-``d`` nodes that exist: those wholly
-        inside the image, and at the finest depth also those that reach into it."""
-        size = self.node_size(d)
-        if d == self.depth:
-            return -(-self.height // size), -(-self.width // size)
-        return self.height // size, self.width // size
+        inside the leaf grid (the image rounded up to whole ``min_patch`` leaves)."""
+        size, p = self.node_size(d), self.min_patch
+        return -(-self.height // p) * p // size, -(-self.width // p) * p // size
 
     def node_exists(self, d: int, device: torch.device | str = "cpu") -> Tensor:
         """``(rows_d, cols_d)`` bool: which nodes of depth ``d`` exist (can be tokens)."""
         return _block(self.grid(d), self.existing_grid(d), device)
 
     def forced_splits(self, d: int, device: torch.device | str = "cpu") -> Tensor:
-        """``(rows_d, cols_d)`` bool: the nodes of depth ``d`` that reach past the image but hold
-        existing nodes; every tree splits them, and they are not counted as splits.
+        """``(rows_d, cols_d)`` bool: the nodes of depth ``d`` that reach past the leaf grid but
+        hold existing nodes; every tree splits them, and they are not counted as splits.
 
         Examples:
             >>> g = QuadtreeGeometry.create(48, 64, min_patch=16, max_patch=32)

@@ -36,6 +36,7 @@ from pyrtok.vlm.selection import (
     AllSelector,
     FrequencySelector,
     QuerySelector,
+    Selection,
     Selector,
 )
 from pyrtok.vlm.sequence import MergedSequence, merge_sequence, split_at_image
@@ -60,6 +61,7 @@ __all__ = [
     "ProgressiveVLM",
     "QuerySelector",
     "RandomSelector",
+    "Selection",
     "Selector",
     "VLMOutput",
     "VisionEncoder",
