@@ -125,16 +125,20 @@ class Reader(nn.Sequential):
 def train_reader(
     reader: Reader, views: Tensor, labels: Tensor, steps: int, batch: int, lr: float, seed: int
 ) -> float:
-    """AdamW with a cosine schedule on random minibatches (random flips of ``NONE`` views only,
-    digits are not flip-invariant); returns the training accuracy of the last 100 steps."""
+    """AdamW, one-cycle schedule, minibatches half digit views and half ``NONE`` views (digit
+    views are ~15 % of the data; unbalanced batches left the reader at ~60 % on full-resolution
+    digits); returns the training accuracy of the last 100 steps."""
     generator = torch.Generator().manual_seed(seed)
     device = next(reader.parameters()).device
+    pools = [(labels != NONE).nonzero().flatten(), (labels == NONE).nonzero().flatten()]
     optimiser = torch.optim.AdamW(reader.parameters(), lr=lr, weight_decay=0.05)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, lr, total_steps=steps)
     reader.train()
     correct = seen = 0
     for step in range(steps):
-        pick = torch.randint(len(labels), (batch,), generator=generator)
+        pick = torch.cat(
+            [p[torch.randint(len(p), (batch // 2,), generator=generator)] for p in pools]
+        )
         x, y = views[pick].to(device), labels[pick].to(device)
         logits = reader(x)
         loss = nn.functional.cross_entropy(logits, y, label_smoothing=0.05)
@@ -142,6 +146,8 @@ def train_reader(
         loss.backward()
         optimiser.step()
         schedule.step()
+        if (step + 1) % 200 == 0:
+            print(f"  reader step {step + 1}/{steps}, loss {loss.item():.3f}", flush=True)
         if step >= steps - 100:
             correct += int((logits.argmax(-1) == y).sum())
             seen += batch

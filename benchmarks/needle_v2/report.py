@@ -178,7 +178,8 @@ def goals(runs: list) -> list[str]:
 
 
 def write_report(runs: list, calibration: dict, meta: dict, out: Path) -> None:
-    """``results.md``, ``results.json`` (summary), ``accuracy_vs_tokens.png`` in ``out``."""
+    """``results.md``, ``results.json`` (summary), ``accuracy_vs_tokens.png`` and
+    ``allocations.png`` in ``out``."""
     lines = [
         f"Configuration `{meta['config']}`: {meta['test_scenes']} test scenes per variant and "
         f"seed (half small, half large digits), {meta['seeds']} seeds; reader training "
@@ -218,6 +219,7 @@ def write_report(runs: list, calibration: dict, meta: dict, out: Path) -> None:
     (out / "results.md").write_text("\n".join(lines))
     (out / "results.json").write_text(json.dumps({"meta": meta, "accuracy": summary}, indent=1))
     plot(summary, out / "accuracy_vs_tokens.png")
+    allocation_figure(out / "allocations.png")
     print("\n".join(lines))
 
 

@@ -62,8 +62,8 @@ class Config:
 
 
 CONFIGS = {
-    "full": Config(3000, 3000, 256, 3e-3, 8, 2000, 1000),
-    "reduced": Config(1500, 1200, 256, 3e-3, 8, 600, 400),
+    "full": Config(6000, 4000, 256, 3e-3, 8, 2000, 1000),
+    "reduced": Config(3000, 1000, 128, 3e-3, 8, 600, 400),
     "smoke": Config(16, 4, 32, 1e-3, 4, 8, 8),
 }
 
