@@ -20,6 +20,8 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 
+from pyrtok.pyramid.borders import border_source
+
 Entry = tuple[tuple[int, float], ...]
 """A matrix entry as ``sum factor * taps[tap]`` over its ``(tap, factor)`` pairs."""
 
@@ -56,30 +58,6 @@ class AxisPlan:
     template: tuple[Entry, ...]
     low: EdgeRows
     high: EdgeRows
-
-
-def border_source(position: int, length: int, border: str) -> int | None:
-    """Sample index that ``position`` reads under ``border`` (``None``: a zero), any length.
-
-    Examples:
-        >>> [border_source(p, 4, "reflect") for p in range(-3, 6)]
-        [3, 2, 1, 0, 1, 2, 3, 2, 1]
-        >>> border_source(-1, 4, "constant") is None
-        True
-    """
-    if 0 <= position < length:
-        return position
-    if border == "reflect":
-        if length == 1:
-            return 0
-        period = 2 * (length - 1)
-        folded = position % period
-        return period - folded if folded >= length else folded
-    if border == "replicate":
-        return min(max(position, 0), length - 1)
-    if border == "circular":
-        return position % length
-    return None
 
 
 def _reduce_row(j: int, n: int, length: int, border: str) -> list[tuple[int, int, float]]:
@@ -138,9 +116,16 @@ ADJOINT = {
 """The kind whose matrix is the transpose of each kind's (the backward pass)."""
 
 
-def _rows(kind: str, n: int, length: int, border: str) -> tuple[list[Row], int, int, int]:
+def operator_rows(kind: str, n: int, length: int, border: str) -> tuple[list[Row], int, int, int]:
     """Rows of the ``kind`` operator for fine length ``n``, its input length, and its period:
-    ``per_out`` outputs advance ``per_in`` inputs."""
+    ``per_out`` outputs advance ``per_in`` inputs. The one place the border rules become
+    matrix entries (the Triton path's adjoint tables are built from these rows too).
+
+    Examples:
+        >>> rows, n_in, _, _ = operator_rows("reduce", 3, 3, "reflect")
+        >>> rows, n_in  # (input, tap, factor): reflect-101 folds tap 0 of output 0 onto input 1
+        ([[(1, 0, 1.0), (0, 1, 1.0), (1, 2, 1.0)], [(1, 0, 1.0), (2, 1, 1.0), (1, 2, 1.0)]], 3)
+    """
     coarse = (n + 1) // 2
     source_kind = kind.removesuffix("_adjoint")
     if kind not in ADJOINT:
@@ -179,10 +164,10 @@ def axis_plan(kind: str, n: int, length: int, border: str, block: int) -> AxisPl
         >>> plan = axis_plan("reduce", 512, 5, "reflect", 1)
         >>> plan.blocks, plan.low.rows, plan.high.rows
         (254, (0,), (255,))
-        >>> axis_plan("reduce_adjoint", 512, 5, "reflect", 1).blocks
-        254
+        >>> axis_plan("reduce_adjoint", 512, 5, "reflect", 1).blocks  # its backward
+        253
     """
-    row_of, n_in, per_out, per_in = _rows(kind, n, length, border)
+    row_of, n_in, per_out, per_in = operator_rows(kind, n, length, border)
     n_out = len(row_of)
     size, step = per_out * block, per_in * block
     periods = n_out // per_out
