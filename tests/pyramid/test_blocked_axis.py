@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pyrtok import laplacian_pyramid, pyr_down, pyr_up, reconstruct
-from pyrtok.pyramid import separable
+from pyrtok.pyramid import pyramid_sizes, separable
 from pyrtok.pyramid.axis_plan import ADJOINT, axis_plan
 from pyrtok.pyramid.kernels import resolve_kernel
 from tests.pyramid.reference import pyr_down_reference, pyr_up_reference
@@ -142,3 +142,17 @@ def test_backward_uses_the_adjoint_and_double_backward_works() -> None:
     assert torch.autograd.gradgradcheck(lambda x: pyr_down(x), (x,), fast_mode=True)
     coarse = torch.rand(2, 9, 35, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradgradcheck(lambda c: pyr_up(c, (17, 70)), (coarse,), fast_mode=True)
+
+
+@pytest.mark.parametrize("shape", [(0, 3, 16, 16), (2, 0, 16, 17), (0, 9, 9)])
+def test_empty_batches_keep_their_shapes(shape: tuple[int, ...]) -> None:
+    x = torch.rand(*shape, requires_grad=True)
+    bands = laplacian_pyramid(x, 3)
+    sizes = pyramid_sizes(shape[-2], shape[-1], 3)
+    assert [tuple(b.shape) for b in bands] == [(*shape[:-2], *size) for size in sizes]
+    assert reconstruct(bands).shape == x.shape
+    assert pyr_down(x).shape == (*shape[:-2], (shape[-2] + 1) // 2, (shape[-1] + 1) // 2)
+    assert pyr_up(x).shape == (*shape[:-2], 2 * shape[-2], 2 * shape[-1])
+    reconstruct(bands).sum().backward()
+    assert x.grad is not None
+    assert x.grad.shape == x.shape

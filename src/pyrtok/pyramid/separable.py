@@ -229,6 +229,10 @@ def _compute(
     out = work.new_empty(work.shape[0], plan.n_out, inner)
     if last:
         work, out = work.squeeze(-1), out.squeeze(-1)
+    shape = list(x.shape)
+    shape[dim] = plan.n_out
+    if out.numel() == 0:  # an empty batch
+        return out.view(shape) if base is None else base.reshape(shape).clone()
     shaped_base = None if base is None else base.reshape(out.shape)
     tracked = _tracked(x, base, taps if isinstance(taps, Tensor) else None)
     if plan.blocks > 0:
@@ -239,8 +243,6 @@ def _compute(
             _apply_rows(work, plan, matrix, out, shaped_base, tracked)
     for edge in (plan.low, plan.high):
         _apply_edge(work, 1, edge, taps, scale, out, shaped_base)
-    shape = list(x.shape)
-    shape[dim] = plan.n_out
     return out.view(shape)
 
 
