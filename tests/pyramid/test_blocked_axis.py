@@ -156,3 +156,16 @@ def test_empty_batches_keep_their_shapes(shape: tuple[int, ...]) -> None:
     reconstruct(bands).sum().backward()
     assert x.grad is not None
     assert x.grad.shape == x.shape
+
+
+def test_a_first_call_in_inference_mode_leaves_no_inference_tensors_for_autograd() -> None:
+    # The block matrices are cached per size: built under inference_mode by the first call,
+    # they must still be usable by a later call that autograd records.
+    from pyrtok.pyramid import laplacian_pyramid
+
+    x = torch.rand(1, 3, 40, 52, dtype=torch.float64)
+    with torch.inference_mode():
+        laplacian_pyramid(x, levels=3)
+    y = x.clone().requires_grad_()
+    sum(level.sum() for level in laplacian_pyramid(y, levels=3)).backward()
+    assert y.grad is not None

@@ -64,7 +64,10 @@ def _coefficients(owner: AxisPlan | EdgeRows, taps: int) -> Tensor:
     return coefficients
 
 
+# The cached tensors outlive the call that builds them: built outside inference mode, so a first
+# call under ``torch.inference_mode()`` does not leave tensors that autograd may not save later.
 @functools.lru_cache(maxsize=1024)
+@torch.inference_mode(False)
 def _cached_coefficients(
     owner: AxisPlan | EdgeRows, taps: int, dtype: torch.dtype, device: torch.device
 ) -> Tensor:
@@ -72,6 +75,7 @@ def _cached_coefficients(
 
 
 @functools.lru_cache(maxsize=1024)
+@torch.inference_mode(False)
 def _cached_matrix(
     owner: AxisPlan | EdgeRows,
     taps: tuple[float, ...],
@@ -107,6 +111,7 @@ def _matrix(owner: AxisPlan | EdgeRows, taps: Taps, scale: float, like: Tensor) 
 
 
 @functools.lru_cache(maxsize=256)
+@torch.inference_mode(False)
 def _cached_index(edge: EdgeRows, device: torch.device) -> Tensor:
     return torch.tensor(edge.cols, device=device)
 
