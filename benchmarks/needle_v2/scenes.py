@@ -34,7 +34,7 @@ Everything is a pure function of ``(split, variant, seed, index)``.
 from __future__ import annotations
 
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 import torch
@@ -48,6 +48,7 @@ MAX_PATCH = 64
 SMALL = (8, 12)
 LARGE = (40, 56)
 CALIBRATION_CONTRAST = (0.04, 0.5)
+TRAIN_CONTRAST = (0.2, 0.5)
 CONTRAST = (0.36, 0.5)
 MARGIN = 2
 VARIANTS = ("plain", "distractor")
@@ -71,7 +72,11 @@ def _generator(split: str, variant: str, seed: int, index: int) -> np.random.Gen
 
 
 def _paste_digit(
-    rng: np.random.Generator, image: np.ndarray, split: str, large: bool, contrast_range: tuple
+    rng: np.random.Generator,
+    image: np.ndarray,
+    split: str,
+    large: bool,
+    contrast_range: tuple[float, float],
 ) -> tuple[int, Box, float]:
     """Blend one digit into ``image`` inside one finest patch (small) or one cell (large)."""
     glyphs, labels = digits(split)
@@ -140,6 +145,10 @@ class SceneBatch:
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
+
+    def __getitem__(self, part: slice) -> SceneBatch:
+        """The scenes ``part`` of the batch."""
+        return SceneBatch(*(getattr(self, f.name)[part] for f in fields(self)))
 
 
 def scenes(
