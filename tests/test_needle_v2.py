@@ -3,6 +3,7 @@ oracle controls, paired statistics, and the one command at smoke size."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import sys
 from pathlib import Path
@@ -123,12 +124,64 @@ def test_node_views_are_the_tokens_the_allocation_reads(batch: scenes.SceneBatch
         assert torch.allclose(view.flatten(), tokens[0, i], atol=1e-6)
 
 
+def _tokens(visible: list[torch.Tensor]) -> torch.Tensor:
+    """Leaves per scene: visible nodes without visible children."""
+    count = visible[-1].flatten(1).sum(1)
+    for coarse, fine in itertools.pairwise(visible):
+        split = fine.unflatten(1, (-1, 2)).unflatten(3, (-1, 2)).any(4).any(2)
+        count += (coarse & ~split).flatten(1).sum(1)
+    return count
+
+
 def test_every_budget_is_met_exactly_by_every_arm(batch: scenes.SceneBatch) -> None:
+    """Quadtree and selection arms send exactly the budget; downsample the largest uniform grid
+    within it; every visible set is closed (a visible node's parent is visible, except for
+    selection arms, whose coarse nodes are visible exactly when all their tokens are kept)."""
+    budgets = [16, 28, 64, 208, 256]
     for arm in arms.ARMS:
-        visible = arm.visible(batch, [16, 64, 256])
+        visible = arm.visible(batch, budgets)
         for budget, nodes in visible.items():
-            splits = sum(n.flatten(1).sum(1) for n in nodes[1:]) // 4
-            assert (splits * 3 + 16 == budget).all(), arm.name
+            tokens = _tokens(nodes)
+            if isinstance(arm, arms.DownsampleArm):
+                expected = {16: 16, 28: 16, 64: 64, 208: 64, 256: 256}[budget]
+                assert (tokens == expected).all(), arm.name
+            else:
+                assert (tokens == budget).all(), (arm.name, budget, tokens)
+            if isinstance(arm, arms.SelectionArm):
+                assert (nodes[-1].flatten(1).sum(1) == budget).all()
+                assert all(
+                    torch.equal(m, c)
+                    for m, c in zip(nodes, arms.finest_closure(nodes[-1]), strict=True)
+                )
+
+
+def test_random_arm_is_seeded_and_draws_per_scene(batch: scenes.SceneBatch) -> None:
+    random = next(a for a in arms.ARMS if a.name == "random")
+    keep = random.visible(batch, [40])[40][-1]
+    assert torch.equal(keep, random.visible(batch, [40])[40][-1])
+    assert not torch.equal(keep[0], keep[1])
+
+
+def test_scene_batch_slices_every_field(batch: scenes.SceneBatch) -> None:
+    part = batch[3:5]
+    assert len(part) == 2
+    assert torch.equal(part.images, batch.images[3:5])
+    assert part.large.tolist() == [True, False]
+
+
+def test_combination_rules_on_a_large_digit_with_a_confident_fragment() -> None:
+    """The cell reads 7 (0.8); one fragment reads 1 confidently (0.9), two others lean to 7
+    (0.3): only the sum over nodes reads 7."""
+    cells = torch.zeros(1, 1, 1, 10)
+    cells[0, 0, 0, 7] = 0.8
+    fragments = torch.zeros(1, 2, 2, 10)
+    fragments[0, 0, 0, 1] = 0.9
+    fragments[0, 1, 0, 7] = fragments[0, 1, 1, 7] = 0.3
+    every = [torch.ones(1, 1, 1, dtype=torch.bool), torch.ones(1, 2, 2, dtype=torch.bool)]
+    read = {rule: reader.answer([cells, fragments], every, rule).item() for rule in reader.RULES}
+    assert read == {"max": 1, "sum": 7, "confident": 1, "surest": 1}
+    with pytest.raises(ValueError, match="rule: expected one of"):
+        reader.answer([cells, fragments], every, "mean")
 
 
 def test_paired_statistics_on_a_hand_example() -> None:

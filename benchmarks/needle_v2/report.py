@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import statistics
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -24,8 +25,11 @@ GOAL_RANGE = 10.0
 GOAL_GAIN = 10.0
 ALPHA = 0.05
 
+Run = dict[str, Any]
+"""One (seed, variant): ``seed``, ``variant``, ``scenes`` and one entry per arm."""
 
-def calibration_table(rows: dict) -> str:
+
+def calibration_table(rows: dict[str, list[Any]]) -> str:
     """Markdown: crop-oracle accuracy (%) per contrast bin at full / half / quarter resolution."""
     width = CONTRAST_BINS
     bins: dict[float, list[int]] = {}
@@ -48,16 +52,16 @@ def calibration_table(rows: dict) -> str:
     return "\n".join(lines)
 
 
-def _subset(run: dict, which: str) -> Tensor:
-    large = run["scenes"]["large"]
+def _subset(run: Run, which: str) -> Tensor:
+    large: Tensor = run["scenes"]["large"]
     return {"all": torch.ones_like(large), "small": ~large, "large": large}[which]
 
 
-def _pooled(runs: list, arm: str, budget: int, key: str, which: str) -> Tensor:
+def _pooled(runs: list[Run], arm: str, budget: int, key: str, which: str) -> Tensor:
     return torch.cat([r[arm][budget][key][_subset(r, which)] for r in runs])
 
 
-def _accuracy_cell(runs: list, arm: str, budget: int, which: str) -> str:
+def _accuracy_cell(runs: list[Run], arm: str, budget: int, which: str) -> str:
     values = [
         100 * r[arm][budget]["correct"][_subset(r, which)].float().mean().item() for r in runs
     ]
@@ -72,7 +76,7 @@ def _header(first: str) -> list[str]:
     ]
 
 
-def accuracy_table(runs: list, which: str) -> list[str]:
+def accuracy_table(runs: list[Run], which: str) -> list[str]:
     lines = _header("arm \\ visual tokens")
     for arm in ARMS:
         cells = [_accuracy_cell(runs, arm.name, b, which) for b in BUDGETS]
@@ -84,7 +88,7 @@ def _share(correct: Tensor, mask: Tensor) -> str:
     return f"{100 * correct[mask].float().mean():.0f}" if mask.any() else "-"
 
 
-def hit_table(runs: list) -> list[str]:
+def hit_table(runs: list[Run]) -> list[str]:
     """Small digits: hit rate %, and accuracy % given hit / given miss (pooled over seeds)."""
     lines = _header("arm: hit % (acc. hit / miss)")
     for arm in ARMS:
@@ -98,7 +102,7 @@ def hit_table(runs: list) -> list[str]:
     return lines
 
 
-def paired_table(runs: list, reference: str = "uniform") -> list[str]:
+def paired_table(runs: list[Run], reference: str = "uniform") -> list[str]:
     """Every arm against ``reference`` at every budget, all scenes pooled over seeds:
     difference in points [paired bootstrap 95 % interval], McNemar p."""
     lines = _header(f"arm - {reference} (points [95% CI], p)")
@@ -114,7 +118,7 @@ def paired_table(runs: list, reference: str = "uniform") -> list[str]:
     return lines
 
 
-def bins_table(runs: list, budget: int) -> list[str]:
+def bins_table(runs: list[Run], budget: int) -> list[str]:
     """Accuracy % at ``budget`` by digit size and contrast bin (uniform arm, pooled)."""
     contrasts = torch.cat([r["scenes"]["contrasts"] for r in runs])
     large = torch.cat([r["scenes"]["large"] for r in runs])
@@ -133,11 +137,11 @@ def bins_table(runs: list, budget: int) -> list[str]:
     return lines
 
 
-def _mean_accuracy(runs: list, arm: str, budget: int) -> float:
+def _mean_accuracy(runs: list[Run], arm: str, budget: int) -> float:
     return 100 * _pooled(runs, arm, budget, "correct", "all").float().mean().item()
 
 
-def goals(runs: list) -> list[str]:
+def goals(runs: list[Run]) -> list[str]:
     """The issue's goals, tested on these runs (pooled over seeds, all scenes)."""
     full = _mean_accuracy(runs, "uniform", BUDGETS[-1])
     lines = [
@@ -177,8 +181,11 @@ def goals(runs: list) -> list[str]:
     return lines
 
 
-def write_report(runs: list, calibration: dict, meta: dict, out: Path) -> None:
-    """``results.md``, ``results.json`` (summary), ``accuracy_vs_tokens.png`` in ``out``."""
+def write_report(
+    runs: list[Run], calibration: dict[str, list[Any]], meta: dict[str, Any], out: Path
+) -> None:
+    """``results.md``, ``results.json`` (summary), ``accuracy_vs_tokens.png`` and
+    ``allocations.png`` in ``out``."""
     lines = [
         f"Configuration `{meta['config']}`: {meta['test_scenes']} test scenes per variant and "
         f"seed (half small, half large digits), {meta['seeds']} seeds; reader training "
@@ -192,7 +199,7 @@ def write_report(runs: list, calibration: dict, meta: dict, out: Path) -> None:
         calibration_table(calibration),
         "",
     ]
-    summary: dict[str, dict] = {}
+    summary: dict[str, dict[str, Any]] = {}
     for variant in ("plain", "distractor"):
         chosen = [r for r in runs if r["variant"] == variant]
         if not chosen:
@@ -218,14 +225,15 @@ def write_report(runs: list, calibration: dict, meta: dict, out: Path) -> None:
     (out / "results.md").write_text("\n".join(lines))
     (out / "results.json").write_text(json.dumps({"meta": meta, "accuracy": summary}, indent=1))
     plot(summary, out / "accuracy_vs_tokens.png")
+    allocation_figure(out / "allocations.png")
     print("\n".join(lines))
 
 
-def _mean_accuracy_subset(runs: list, arm: str, budget: int, which: str) -> float:
+def _mean_accuracy_subset(runs: list[Run], arm: str, budget: int, which: str) -> float:
     return 100 * _pooled(runs, arm, budget, "correct", which).float().mean().item()
 
 
-def plot(summary: dict, path: Path) -> None:
+def plot(summary: dict[str, dict[str, Any]], path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -252,24 +260,53 @@ def plot(summary: dict, path: Path) -> None:
     plt.close(figure)
 
 
+def leaf_overlay(image: Tensor, visible: list[Tensor]) -> Tensor:
+    """``image`` ``(3, H, W)`` with the leaves of ``visible`` (one scene's nodes per depth,
+    bool ``(n, n)``; a leaf is a visible node without visible children) tinted and outlined in
+    :data:`pyrtok.viz.LEVEL_COLOURS` (red: full resolution, orange: half, green: the coarsest),
+    and the area no token covers dimmed.
+
+    Examples:
+        >>> visible = [torch.ones(4 << d, 4 << d, dtype=torch.bool) for d in range(3)]
+        >>> leaf_overlay(torch.rand(3, 256, 256), visible).shape
+        torch.Size([3, 256, 256])
+    """
+    from pyrtok.viz import LEVEL_COLOURS
+
+    out = image * 0.35
+    size = image.shape[-1]
+    for d, nodes in enumerate(visible):
+        leaves = nodes.clone()
+        if d + 1 < len(visible):
+            n = nodes.shape[0]
+            leaves &= ~visible[d + 1].reshape(n, 2, n, 2).any(3).any(1)
+        side = size // nodes.shape[0]
+        mask = leaves.repeat_interleave(side, 0).repeat_interleave(side, 1)
+        colour = torch.tensor(LEVEL_COLOURS[len(visible) - 1 - d][1])[:, None, None]
+        out = torch.where(mask, 0.7 * image + 0.3 * colour, out)
+        edge = torch.zeros_like(mask)
+        edge[::side], edge[:, ::side] = mask[::side], mask[:, ::side]
+        out = torch.where(edge, colour, out)
+    return out
+
+
 def allocation_figure(path: Path, budget: int = 64, count: int = 2) -> None:
     """PNG: small-digit test scenes (rows: ``count`` plain, then ``count`` distractor), each
-    arm's leaves at ``budget`` tokens (columns: :data:`arms.ARMS`), the digit boxed in white."""
-    from pyrtok.allocation import allocate
-    from pyrtok.viz import allocation_overlay, save_png, side_by_side
+    arm's tokens at ``budget`` (columns: :data:`arms.ARMS`, :func:`leaf_overlay`), the digit
+    boxed in white."""
+    from pyrtok.viz import save_png, side_by_side
 
-    from .scenes import MAX_PATCH, PATCH, scenes
+    from .scenes import scenes
 
     rows = []
     for variant in ("plain", "distractor"):
         batch = scenes("test", variant, 1000, count, large_share=0.0)
+        visible = {arm.name: arm.visible(batch, [budget])[budget] for arm in ARMS}
         for i in range(count):
-            image = batch.images[i : i + 1].float() / 255
+            image = batch.images[i].float() / 255
             cells = []
             for arm in ARMS:
-                scorer = arm.factory(batch.boxes[i : i + 1])
-                leaves = allocate(image, budget, PATCH, MAX_PATCH, "greedy", scorer)
-                overlay = allocation_overlay(image[0], leaves)
+                overlay = leaf_overlay(image, [v[i] for v in visible[arm.name]])
                 top, left, side = (int(v) for v in batch.boxes[i])
                 overlay[:, top - 1 : top + side + 1, [left - 1, left + side]] = 1.0
                 overlay[:, [top - 1, top + side], left - 1 : left + side + 1] = 1.0

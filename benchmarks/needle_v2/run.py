@@ -27,6 +27,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -36,6 +37,7 @@ from needle_v2.arms import ARMS, BUDGETS
 from needle_v2.controls import hits
 from needle_v2.reader import (
     NONE,
+    RULES,
     Reader,
     answer,
     contains,
@@ -45,7 +47,7 @@ from needle_v2.reader import (
     training_views,
 )
 from needle_v2.report import calibration_table, write_report
-from needle_v2.scenes import CALIBRATION_CONTRAST, VARIANTS, SceneBatch, scenes
+from needle_v2.scenes import CALIBRATION_CONTRAST, TRAIN_CONTRAST, VARIANTS, SceneBatch, scenes
 
 
 @dataclass(frozen=True)
@@ -62,23 +64,23 @@ class Config:
 
 
 CONFIGS = {
-    "full": Config(3000, 3000, 256, 3e-3, 8, 2000, 1000),
-    "reduced": Config(1500, 1200, 256, 3e-3, 8, 600, 400),
+    "full": Config(6000, 4000, 256, 3e-3, 8, 2000, 1000),
+    "reduced": Config(3000, 900, 256, 3e-3, 8, 600, 400),
     "smoke": Config(16, 4, 32, 1e-3, 4, 8, 8),
 }
 
 
-def _train_batch(config: Config, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _train_batch(config: Config, seed: int) -> tuple[torch.Tensor, ...]:
     generator = torch.Generator().manual_seed(seed)
     parts = [
         training_views(
-            scenes("train", v, seed, config.train_scenes, 0.3, CALIBRATION_CONTRAST),
+            scenes("train", v, seed, config.train_scenes, 0.3, TRAIN_CONTRAST),
             config.others,
             generator,
         )
         for v in VARIANTS
     ]
-    return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
+    return tuple(torch.cat(column) for column in zip(*parts, strict=True))
 
 
 def reader_for(seed: int, config: Config, folder: Path, device: str) -> Reader:
@@ -90,8 +92,10 @@ def reader_for(seed: int, config: Config, folder: Path, device: str) -> Reader:
         reader.load_state_dict(torch.load(path, map_location=device, weights_only=True))
         return reader.eval()
     start = time.perf_counter()
-    views, labels = _train_batch(config, seed)
-    accuracy = train_reader(reader, views, labels, config.steps, config.batch, config.lr, seed)
+    views, labels, kinds = _train_batch(config, seed)
+    accuracy = train_reader(
+        reader, views, labels, kinds, config.steps, config.batch, config.lr, seed
+    )
     folder.mkdir(parents=True, exist_ok=True)
     torch.save(reader.state_dict(), path)
     record = {
@@ -104,14 +108,25 @@ def reader_for(seed: int, config: Config, folder: Path, device: str) -> Reader:
     return reader.eval()
 
 
+def _load(path: Path) -> dict[str, Any]:
+    record: dict[str, Any] = json.loads(path.read_text())
+    return record
+
+
 @torch.no_grad()
-def calibrate(reader: Reader, config: Config, folder: Path, device: str) -> dict:
+def calibrate(reader: Reader, config: Config, folder: Path, device: str) -> dict[str, Any]:
     """Stage 2: the crop-oracle check (small digits only): per scene, whether the reader's digit
     argmax on the digit's own view is right at full (depth 2), half (1) and quarter (0)."""
     path = folder / "calibration.json"
     if path.exists():
-        return json.loads(path.read_text())
-    rows: dict[str, list] = {"contrast": [], "full": [], "half": [], "quarter": [], "variant": []}
+        return _load(path)
+    rows: dict[str, list[Any]] = {
+        "contrast": [],
+        "full": [],
+        "half": [],
+        "quarter": [],
+        "variant": [],
+    }
     for variant in VARIANTS:
         batch = scenes("test", variant, 2000, config.calibration_scenes, 0.0, CALIBRATION_CONTRAST)
         for start in range(0, len(batch), 64):
@@ -128,8 +143,34 @@ def calibrate(reader: Reader, config: Config, folder: Path, device: str) -> dict
     return rows
 
 
+@torch.no_grad()
+def choose_rule(reader: Reader, config: Config, folder: Path) -> dict[str, Any]:
+    """Stage 2b (seed 0's reader, before any test scene is read): the combination rule of
+    :data:`reader.RULES` with the best mean accuracy of the uniform arm over all budgets, on
+    held-out *training* scenes (train split, scene seed 10000, half large digits, the test
+    contrast); returns ``{"rule", "accuracy": {rule: {budget: %}}}``."""
+    path = folder / "rule.json"
+    if path.exists():
+        return _load(path)
+    uniform = next(arm for arm in ARMS if arm.name == "uniform")
+    accuracy: dict[str, dict[int, list[bool]]] = {r: {b: [] for b in BUDGETS} for r in RULES}
+    for variant in VARIANTS:
+        batch = scenes("train", variant, 10_000, config.calibration_scenes // 2)
+        probabilities = read_nodes(reader, batch.images)
+        for budget, visible in uniform.visible(batch, BUDGETS).items():
+            for rule in RULES:
+                right = answer(probabilities, visible, rule) == batch.labels
+                accuracy[rule][budget] += right.tolist()
+    table = {r: {b: 100 * sum(v) / len(v) for b, v in per.items()} for r, per in accuracy.items()}
+    best = max(table, key=lambda r: sum(table[r].values()))
+    record = {"rule": best, "accuracy": table}
+    path.write_text(json.dumps(record, indent=1))
+    print(f"combination rule: {best} ({json.dumps(table)})", flush=True)
+    return record
+
+
 def evaluate(
-    seed: int, variant: str, reader: Reader, config: Config, folder: Path
+    seed: int, variant: str, reader: Reader, rule: str, config: Config, folder: Path
 ) -> dict[str, object]:
     """Stage 3 for one (seed, variant): per-scene outcomes of every arm at every budget."""
     path = folder / f"outcomes-{variant}-seed{seed}.pt"
@@ -153,7 +194,7 @@ def evaluate(
         visible = arm.visible(batch, BUDGETS)
         done[arm.name] = {
             b: {
-                "correct": answer(probabilities, v) == batch.labels,
+                "correct": answer(probabilities, v, rule) == batch.labels,
                 "hit": hits(v, batch.boxes),
             }
             for b, v in visible.items()
@@ -177,22 +218,36 @@ def main(argv: list[str] | None = None) -> None:
         default="report",
         help="stop after the crop-oracle check (how CONTRAST was fixed before any allocator ran)",
     )
+    parser.add_argument(
+        "--seed",
+        type=int,
+        help="run seed SEED only: its reader, then (with seed 0's reader and the rule it picks) "
+        "its evaluation; for seeds in parallel processes, a run without --seed then reports",
+    )
     args = parser.parse_args(argv)
     config = CONFIGS[args.config]
     folder = args.checkpoints / args.config
     started = time.perf_counter()
+    if args.seed is not None:
+        reader = reader_for(args.seed, config, folder, args.device)
+        rule = choose_rule(reader_for(0, config, folder, args.device), config, folder)
+        for variant in VARIANTS:
+            evaluate(args.seed, variant, reader, rule["rule"], config, folder)
+        return
     readers = [reader_for(s, config, folder, args.device) for s in range(args.seeds)]
     calibration = calibrate(readers[0], config, folder, args.device)
     if args.until == "calibrate":
         print(calibration_table(calibration))
         return
+    rule = choose_rule(readers[0], config, folder)
     runs = [
-        {"seed": s, "variant": v, **evaluate(s, v, readers[s], config, folder)}
+        {"seed": s, "variant": v, **evaluate(s, v, readers[s], rule["rule"], config, folder)}
         for s in range(args.seeds)
         for v in VARIANTS
     ]
     args.out.mkdir(parents=True, exist_ok=True)
     meta = {"config": args.config, **asdict(config), "seeds": args.seeds}
+    meta |= {"rule": rule["rule"], "rule_validation": rule["accuracy"]}
     meta["readers"] = [
         json.loads((folder / f"reader-seed{s}.json").read_text())
         for s in range(args.seeds)

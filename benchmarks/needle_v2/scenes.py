@@ -18,10 +18,14 @@ patches, 3 scribbles), kept ``MARGIN`` px clear of the digit's box.
 **Which parameters were fixed when** (2026-12-01, before any allocator was run on v2 scenes):
 ``SMALL``, ``LARGE``, the patch alignment and the geometry were fixed on physical grounds (a
 small digit fills one finest token and loses its strokes at half resolution). ``CONTRAST`` was
-then fixed from the crop-oracle check (``run.py --stage calibrate``, table in
-``docs/needle_v2/calibration.md``): a reader trained on ground-truth digit views of scenes with
-contrast drawn from the wide ``CALIBRATION_CONTRAST`` range, read per contrast bin at full and
-half resolution; ``CONTRAST`` is the range of bins where full resolution reads >= 95 %.
+then fixed from the crop-oracle check (``run.py --until calibrate``, table in
+``docs/needle_v2/results.md``): seed 0's reader (trained on contrast drawn from the wide
+``CALIBRATION_CONTRAST``) read on the ground-truth digit views of small digits, per contrast bin,
+at full and half resolution. The rule was "the bins where full resolution reads >= 95 %"; no
+bin did (the reduced reader reads 75-83 % at full, 33-41 % at half resolution in the top bins:
+the reader is short of training, the physics is as intended), so ``CONTRAST`` is the top bins,
+0.36-0.5, where full resolution is furthest above half. Only the arms' model-free hit rates
+(a smoke check of the arm code, on the provisional contrast 0.12-0.5) had been computed before.
 Nothing was changed after allocator results were seen.
 
 Everything is a pure function of ``(split, variant, seed, index)``.
@@ -30,7 +34,7 @@ Everything is a pure function of ``(split, variant, seed, index)``.
 from __future__ import annotations
 
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 import torch
@@ -44,7 +48,8 @@ MAX_PATCH = 64
 SMALL = (8, 12)
 LARGE = (40, 56)
 CALIBRATION_CONTRAST = (0.04, 0.5)
-CONTRAST = (0.12, 0.5)
+TRAIN_CONTRAST = (0.2, 0.5)
+CONTRAST = (0.36, 0.5)
 MARGIN = 2
 VARIANTS = ("plain", "distractor")
 
@@ -67,7 +72,11 @@ def _generator(split: str, variant: str, seed: int, index: int) -> np.random.Gen
 
 
 def _paste_digit(
-    rng: np.random.Generator, image: np.ndarray, split: str, large: bool, contrast_range: tuple
+    rng: np.random.Generator,
+    image: np.ndarray,
+    split: str,
+    large: bool,
+    contrast_range: tuple[float, float],
 ) -> tuple[int, Box, float]:
     """Blend one digit into ``image`` inside one finest patch (small) or one cell (large)."""
     glyphs, labels = digits(split)
@@ -136,6 +145,10 @@ class SceneBatch:
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
+
+    def __getitem__(self, part: slice) -> SceneBatch:
+        """The scenes ``part`` of the batch."""
+        return SceneBatch(*(getattr(self, f.name)[part] for f in fields(self)))
 
 
 def scenes(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from scipy.stats import binomtest
+from scipy.stats import binomtest  # type: ignore[import-untyped]
 from torch import Tensor
 
 

@@ -20,6 +20,8 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 
+from pyrtok.pyramid.borders import border_source
+
 Entry = tuple[tuple[int, float], ...]
 """A matrix entry as ``sum factor * taps[tap]`` over its ``(tap, factor)`` pairs."""
 
@@ -56,30 +58,6 @@ class AxisPlan:
     template: tuple[Entry, ...]
     low: EdgeRows
     high: EdgeRows
-
-
-def border_source(position: int, length: int, border: str) -> int | None:
-    """Sample index that ``position`` reads under ``border`` (``None``: a zero), any length.
-
-    Examples:
-        >>> [border_source(p, 4, "reflect") for p in range(-3, 6)]
-        [3, 2, 1, 0, 1, 2, 3, 2, 1]
-        >>> border_source(-1, 4, "constant") is None
-        True
-    """
-    if 0 <= position < length:
-        return position
-    if border == "reflect":
-        if length == 1:
-            return 0
-        period = 2 * (length - 1)
-        folded = position % period
-        return period - folded if folded >= length else folded
-    if border == "replicate":
-        return min(max(position, 0), length - 1)
-    if border == "circular":
-        return position % length
-    return None
 
 
 def _reduce_row(j: int, n: int, length: int, border: str) -> list[tuple[int, int, float]]:
@@ -126,40 +104,96 @@ def _edge(rows: range, row_of: list[list[tuple[int, int, float]]]) -> EdgeRows:
     return EdgeRows(tuple(rows), cols, entries)
 
 
+Row = list[tuple[int, int, float]]
+"""One output of an operator: its ``(input, tap, factor)`` terms."""
+
+ADJOINT = {
+    "reduce": "reduce_adjoint",
+    "reduce_adjoint": "reduce",
+    "expand": "expand_adjoint",
+    "expand_adjoint": "expand",
+}
+"""The kind whose matrix is the transpose of each kind's (the backward pass)."""
+
+
+def operator_rows(kind: str, n: int, length: int, border: str) -> tuple[list[Row], int, int, int]:
+    """Rows of the ``kind`` operator for fine length ``n``, its input length, and its period:
+    ``per_out`` outputs advance ``per_in`` inputs. The one place the border rules become
+    matrix entries (the Triton path's adjoint tables are built from these rows too).
+
+    Examples:
+        >>> rows, n_in, _, _ = operator_rows("reduce", 3, 3, "reflect")
+        >>> rows, n_in  # (input, tap, factor): reflect-101 folds tap 0 of output 0 onto input 1
+        ([[(1, 0, 1.0), (0, 1, 1.0), (1, 2, 1.0)], [(1, 0, 1.0), (2, 1, 1.0), (1, 2, 1.0)]], 3)
+    """
+    coarse = (n + 1) // 2
+    source_kind = kind.removesuffix("_adjoint")
+    if kind not in ADJOINT:
+        raise ValueError(f"kind: expected one of {sorted(ADJOINT)}, got {kind!r}")
+    if source_kind == "reduce":
+        forward = [_reduce_row(j, n, length, border) for j in range(coarse)]
+        shape = (coarse, n)
+    else:
+        forward = [_expand_row(m, n, length, border) for m in range(n)]
+        shape = (n, coarse)
+    if kind.endswith("_adjoint"):
+        transposed: list[Row] = [[] for _ in range(shape[1])]
+        for out, row in enumerate(forward):
+            for source, tap, factor in row:
+                transposed[source].append((out, tap, factor))
+        forward, shape = transposed, (shape[1], shape[0])
+    per_out, per_in = (1, 2) if kind in ("reduce", "expand_adjoint") else (2, 1)
+    return forward, shape[1], per_out, per_in
+
+
+def _shifted(rows: list[Row], shift: int) -> list[list[tuple[int, int, float]]]:
+    return [sorted((c - shift, tap, factor) for c, tap, factor in row) for row in rows]
+
+
 @functools.lru_cache(maxsize=512)
 def axis_plan(kind: str, n: int, length: int, border: str, block: int) -> AxisPlan:
-    """Plan of ``"reduce"`` (``n -> ceil(n/2)``) or ``"expand"`` (``ceil(n/2) -> n``).
+    """Plan of a one-axis operator between fine length ``n`` and coarse length ``ceil(n/2)``.
 
-    ``n`` is the fine length, ``length`` the (odd) number of taps, ``block`` the interior block
-    in periods (a period is one REDUCE output or two EXPAND outputs).
+    ``kind`` is ``"reduce"`` (``n -> ceil(n/2)``), ``"expand"`` (``ceil(n/2) -> n``) or the
+    transpose of either (``"reduce_adjoint"``, ``"expand_adjoint"``: their backward passes);
+    ``length`` is the (odd) number of taps and ``block`` the periods per interior block (a
+    period is one REDUCE output or two EXPAND outputs). The interior is found, not assumed:
+    the periods whose rows are the middle period's rows shifted, with every input in range.
 
     Examples:
         >>> plan = axis_plan("reduce", 512, 5, "reflect", 1)
         >>> plan.blocks, plan.low.rows, plan.high.rows
         (254, (0,), (255,))
+        >>> axis_plan("reduce_adjoint", 512, 5, "reflect", 1).blocks  # its backward
+        253
     """
-    coarse = (n + 1) // 2
-    if kind == "reduce":
-        n_in, n_out, per_out, per_in = n, coarse, 1, 2
-        row_of = [_reduce_row(j, n, length, border) for j in range(n_out)]
-    else:
-        n_in, n_out, per_out, per_in = coarse, n, 2, 1
-        row_of = [_expand_row(m, n, length, border) for m in range(n_out)]
+    row_of, n_in, per_out, per_in = operator_rows(kind, n, length, border)
+    n_out = len(row_of)
     size, step = per_out * block, per_in * block
-    # Unfolded positions: REDUCE output j reads 2j + k - r; EXPAND output 2j + p reads
-    # j + (p + k - r) // 2. A block is interior when no position leaves [0, n_in).
-    radius = length // 2
-    lo = -radius if kind == "reduce" else -(radius // 2)
-    window = step - per_in + (2 * radius if kind == "reduce" else radius) + 1
-    first = -(lo // step) if lo < 0 else 0  # first block whose window starts at >= 0
-    count = n_out // size
-    last = min(count, (n_in - window - lo) // step + 1) if n_in - window - lo >= 0 else 0
-    blocks = max(0, last - first)
+    periods = n_out // per_out
+    middle = periods // 2
+    pattern = _shifted(row_of[per_out * middle : per_out * (middle + 1)], per_in * middle)
+    columns = [c for row in pattern for c, _, _ in row]
+    lo, hi = (min(columns), max(columns)) if columns else (0, 0)
+
+    def regular(p: int) -> bool:
+        rows = row_of[per_out * p : per_out * (p + 1)]
+        inside = per_in * p + lo >= 0 and per_in * p + hi < n_in
+        return inside and _shifted(rows, per_in * p) == pattern
+
+    first = middle
+    while first > 0 and regular(first - 1):
+        first -= 1
+    last = middle
+    while last + 1 < periods and regular(last + 1):
+        last += 1
+    blocks = (last - first + 1) // block if periods > 0 and regular(middle) else 0
+    window = per_in * (block - 1) + hi - lo + 1
     if blocks == 0:
         everything = _edge(range(n_out), row_of)
         empty = EdgeRows((), (), ())
         return AxisPlan(n_in, n_out, size, step, window, 0, 0, 0, (), everything, empty)
-    out_start, in_start = size * first, step * first + lo
+    out_start, in_start = per_out * first, per_in * first + lo
     template = tuple(
         e
         for m in range(out_start, out_start + size)

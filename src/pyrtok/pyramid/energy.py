@@ -47,7 +47,8 @@ def band_energy(
             levels with ceil-halved sizes), each ``(..., C, H_k, W_k)``.
         patch_size: patch side in level-0 pixels, ``1 <= patch_size <= max(H, W)``.
         check_finite: raise if an energy is NaN or Inf (a NaN/Inf input, or float overflow).
-            Skipped while compiling (it needs a host sync).
+            It needs a host sync: skipped while compiling and while
+            :class:`~pyrtok.pyramid.sync_checks` is off (``PYRTOK_SYNC_CHECKS=0``).
 
     Returns:
         ``(..., L, ceil(H / patch_size), ceil(W / patch_size))`` float32 tensor (float64 for

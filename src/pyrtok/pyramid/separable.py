@@ -8,28 +8,38 @@ small dense matrix applied to the samples they read. Along the rows of a contigu
 planes the windows run across all planes at once (one product per call, whatever the batch),
 the rows at the plane seams being rewritten by the edge matrices. This is pure torch (no
 compiled extension, nothing to build at install); see the pyramids guide, "Speed on the CPU",
-for how it compares with OpenCV. Everything is a plain differentiable torch op, so autograd
-differentiates it as it is (the backward of a batched product is again one) and
-``torch.compile`` traces it.
+for how it compares with OpenCV. The backward pass applies the transposed operator, planned the
+same way (:data:`.axis_plan.ADJOINT`), so it costs about what the forward does; ``torch.compile``
+traces both.
 """
 
 from __future__ import annotations
 
 import functools
 import math
+from typing import Any
 
 import torch
 from torch import Tensor
+from torch.autograd.function import FunctionCtx
 
-from pyrtok.pyramid.axis_plan import AxisPlan, EdgeRows, Entry, axis_plan
+from pyrtok.pyramid.axis_plan import ADJOINT, AxisPlan, EdgeRows, Entry, axis_plan
 from pyrtok.pyramid.kernels import Taps, kernel_length
 
 _BLOCKS = {("reduce", False): 1, ("reduce", True): 16, ("expand", False): 8, ("expand", True): 16}
-"""Periods per interior block, by (operator, along the last dim). Along the rows each block is
-a ``(B, K) @ (K, W)`` product over whole rows: one output row per 5-row window for REDUCE, 16
-rows per 10-row window for EXPAND. Along the last dim a block is ``(R, K) @ (K, B)``: 16 outputs
-per 35 samples (REDUCE), 32 per 18 (EXPAND). Chosen by timing against OpenCV on one thread
-(24 planes of 512 x 512)."""
+"""Periods per interior block, by (operator family, along the last dim). Along the rows each
+block is a ``(B, K) @ (K, W)`` product over whole rows: one output row per 5-row window for
+REDUCE, 16 rows per 10-row window for EXPAND. Along the last dim a block is ``(R, K) @ (K, B)``:
+16 outputs per 35 samples (REDUCE), 32 per 18 (EXPAND). Chosen by timing against OpenCV on one
+thread (24 planes of 512 x 512). An adjoint has the period of the other family (REDUCE's
+transpose upsamples)."""
+
+_FAMILY = {
+    "reduce": "reduce",
+    "expand_adjoint": "reduce",
+    "expand": "expand",
+    "reduce_adjoint": "expand",
+}
 
 
 def _layout(owner: AxisPlan | EdgeRows) -> tuple[tuple[Entry, ...], tuple[int, int]]:
@@ -54,7 +64,10 @@ def _coefficients(owner: AxisPlan | EdgeRows, taps: int) -> Tensor:
     return coefficients
 
 
+# The cached tensors outlive the call that builds them: built outside inference mode, so a first
+# call under ``torch.inference_mode()`` does not leave tensors that autograd may not save later.
 @functools.lru_cache(maxsize=1024)
+@torch.inference_mode(False)
 def _cached_coefficients(
     owner: AxisPlan | EdgeRows, taps: int, dtype: torch.dtype, device: torch.device
 ) -> Tensor:
@@ -62,6 +75,7 @@ def _cached_coefficients(
 
 
 @functools.lru_cache(maxsize=1024)
+@torch.inference_mode(False)
 def _cached_matrix(
     owner: AxisPlan | EdgeRows,
     taps: tuple[float, ...],
@@ -97,6 +111,7 @@ def _matrix(owner: AxisPlan | EdgeRows, taps: Taps, scale: float, like: Tensor) 
 
 
 @functools.lru_cache(maxsize=256)
+@torch.inference_mode(False)
 def _cached_index(edge: EdgeRows, device: torch.device) -> Tensor:
     return torch.tensor(edge.cols, device=device)
 
@@ -197,7 +212,7 @@ def _apply_cols(
             target.add_(add)
 
 
-def _apply(
+def _compute(
     x: Tensor,
     dim: int,
     kind: str,
@@ -208,17 +223,21 @@ def _apply(
     scale: float,
 ) -> Tensor:
     """``base + scale * op(x)`` along ``dim``, ``op`` the ``kind`` operator of fine length
-    ``size``; every other dim is batch."""
+    ``size`` (see :func:`.axis_plan.axis_plan`); every other dim is batch."""
     dim = dim % x.ndim
     last = dim == x.ndim - 1
     planner = axis_plan.__wrapped__ if torch.compiler.is_compiling() else axis_plan
-    plan = planner(kind, size, kernel_length(taps), border, _BLOCKS[kind, last])
+    plan = planner(kind, size, kernel_length(taps), border, _BLOCKS[_FAMILY[kind], last])
     # Canonical layout: (R, n) rows for the last dim, (Z, n, W) planes otherwise.
     inner = math.prod(x.shape[dim + 1 :])
     work = x.reshape(math.prod(x.shape[:dim]), plan.n_in, inner).contiguous()
     out = work.new_empty(work.shape[0], plan.n_out, inner)
     if last:
         work, out = work.squeeze(-1), out.squeeze(-1)
+    shape = list(x.shape)
+    shape[dim] = plan.n_out
+    if out.numel() == 0:  # an empty batch
+        return out.view(shape) if base is None else base.reshape(shape).clone()
     shaped_base = None if base is None else base.reshape(out.shape)
     tracked = _tracked(x, base, taps if isinstance(taps, Tensor) else None)
     if plan.blocks > 0:
@@ -229,9 +248,56 @@ def _apply(
             _apply_rows(work, plan, matrix, out, shaped_base, tracked)
     for edge in (plan.low, plan.high):
         _apply_edge(work, 1, edge, taps, scale, out, shaped_base)
-    shape = list(x.shape)
-    shape[dim] = plan.n_out
     return out.view(shape)
+
+
+class _AxisOperator(torch.autograd.Function):
+    """``base + scale * op(x)`` with the transposed operator as its backward (itself this
+    Function, so double backward works too). Autograd through the batched products would
+    instead materialise the gradient of every overlapping window (several times the input)."""
+
+    @staticmethod
+    def forward(
+        ctx: FunctionCtx,
+        x: Tensor,
+        base: Tensor | None,
+        dim: int,
+        kind: str,
+        size: int,
+        taps: Taps,
+        border: str,
+        scale: float,
+    ) -> Tensor:
+        ctx.spec = (dim, kind, size, taps, border, scale)  # type: ignore[attr-defined]
+        ctx.has_base = base is not None  # type: ignore[attr-defined]
+        return _compute(x, dim, kind, size, taps, border, base, scale)
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
+        dim, kind, size, taps, border, scale = ctx.spec
+        grad_x = None
+        if ctx.needs_input_grad[0]:
+            grad_x = _apply(grad, dim, ADJOINT[kind], size, taps, border, None, scale)
+        grad_base = grad if ctx.has_base else None
+        return grad_x, grad_base, None, None, None, None, None, None
+
+
+def _apply(
+    x: Tensor,
+    dim: int,
+    kind: str,
+    size: int,
+    taps: Taps,
+    border: str,
+    base: Tensor | None,
+    scale: float,
+) -> Tensor:
+    """:func:`_compute` under autograd: through :class:`_AxisOperator`, except for taps that
+    require grad (then autograd follows the products themselves)."""
+    if isinstance(taps, Tensor) and taps.requires_grad and torch.is_grad_enabled():
+        return _compute(x, dim, kind, size, taps, border, base, scale)
+    out: Tensor = _AxisOperator.apply(x, base, dim, kind, size, taps, border, scale)
+    return out
 
 
 def reduce_axis(x: Tensor, dim: int, taps: Taps, border: str) -> Tensor:

@@ -4,8 +4,9 @@ The fused kernels compute REDUCE and EXPAND with stencils. Their adjoints (the b
 are the transposed matrices: at the borders reflect-101 folds several taps onto one sample, and
 the transpose has to add those folds up again. Writing each adjoint as its own stencil would
 repeat that border logic four times; instead each operator is built here once as a sparse
-matrix, from the same index rules as :mod:`pyrtok.pyramid.separable` (:func:`border_index`), and
-the transpose comes for free. A generic separable gather kernel then applies any of them.
+matrix, from the rows the torch path itself uses
+(:func:`~pyrtok.pyramid.axis_plan.operator_rows`), and the transpose comes for free. A generic
+separable gather kernel then applies any of them.
 
 A table for an ``(n_out, n_in)`` matrix holds, per output index, the input indices it reads and
 their weights, padded to the longest row with index ``-1`` (weight ``0``).
@@ -19,7 +20,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from pyrtok.pyramid.borders import border_index
+from pyrtok.pyramid.axis_plan import operator_rows
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,19 @@ class AxisOperator:
     adjoint: GatherTable
 
 
+def _operator_matrix(kind: str, n: int, taps: tuple[float, ...], border: str) -> Tensor:
+    """Sparse float64 matrix of ``kind`` from the rows the torch path uses (folds summed)."""
+    rows, n_in, _, _ = operator_rows(kind, n, len(taps), border)
+    entries = [(r, c, f * taps[k]) for r, row in enumerate(rows) for c, k, f in row]
+    entries = [e for e in entries if e[2] != 0]
+    index = torch.tensor([[r for r, _, _ in entries], [c for _, c, _ in entries]], dtype=torch.long)
+    values = torch.tensor([v for _, _, v in entries], dtype=torch.float64)
+    shape = (len(rows), n_in)
+    return torch.sparse_coo_tensor(
+        index.view(2, -1), values, shape, check_invariants=True
+    ).coalesce()
+
+
 def reduce_matrix(n: int, taps: tuple[float, ...], border: str) -> Tensor:
     """Sparse float64 ``(ceil(n / 2), n)`` matrix of one-axis REDUCE (see ``reduce_axis``).
 
@@ -63,11 +77,7 @@ def reduce_matrix(n: int, taps: tuple[float, ...], border: str) -> Tensor:
         tensor([[0.5000, 0.5000, 0.0000],
                 [0.0000, 0.5000, 0.5000]], dtype=torch.float64)
     """
-    length, radius = len(taps), len(taps) // 2
-    rows = torch.arange((n + 1) // 2)[:, None].expand(-1, length)
-    position = 2 * rows + torch.arange(length)[None, :] - radius
-    weight = torch.tensor(taps, dtype=torch.float64)[None, :].expand_as(position)
-    return _sparse(rows, position, weight, (rows.shape[0], n), border, n)
+    return _operator_matrix("reduce", n, taps, border)
 
 
 def expand_matrix(n: int, taps: tuple[float, ...], border: str) -> Tensor:
@@ -84,32 +94,7 @@ def expand_matrix(n: int, taps: tuple[float, ...], border: str) -> Tensor:
                 [0.0000, 1.0000],
                 [0.0000, 1.0000]], dtype=torch.float64)
     """
-    length, radius = len(taps), len(taps) // 2
-    coarse = (n + 1) // 2
-    rows = torch.arange(n)[:, None].expand(-1, length)
-    offset = rows + torch.arange(length)[None, :] - radius
-    weight = 2 * torch.tensor(taps, dtype=torch.float64)[None, :].expand_as(offset)
-    weight = torch.where(offset % 2 == 0, weight, torch.zeros_like(weight))
-    position = torch.div(offset, 2, rounding_mode="floor")
-    if border == "reflect":
-        position = border_index(2 * position, n, "reflect") // 2
-        border = "none"
-    return _sparse(rows, position, weight, (n, coarse), border, coarse)
-
-
-def _sparse(
-    rows: Tensor, position: Tensor, weight: Tensor, shape: tuple[int, int], border: str, n: int
-) -> Tensor:
-    """Coalesced sparse matrix with ``weight`` at ``(rows, border(position))``."""
-    if border == "constant":
-        keep = (position >= 0) & (position < n)
-        rows, position, weight = rows[keep], position[keep], weight[keep]
-    elif border != "none":
-        position = border_index(position, n, border)
-    keep = weight != 0
-    index = torch.stack([rows[keep].reshape(-1), position[keep].reshape(-1)])
-    values = weight[keep].reshape(-1)
-    return torch.sparse_coo_tensor(index, values, shape, check_invariants=True).coalesce()
+    return _operator_matrix("expand", n, taps, border)
 
 
 def gather_table(matrix: Tensor, device: torch.device) -> GatherTable:
