@@ -19,6 +19,7 @@ from pyrtok.pyramid import (
     pyr_down,
     pyr_up,
     reconstruct,
+    sync_checks,
 )
 from pyrtok.quantize import MultiScaleResidualQuantizer, VectorQuantizer, nearest_code
 from pyrtok.vlm import (
@@ -55,5 +56,6 @@ __all__ = [
     "pyr_down",
     "pyr_up",
     "reconstruct",
+    "sync_checks",
     "tokenize",
 ]

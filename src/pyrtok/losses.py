@@ -10,7 +10,8 @@ import torch
 from torch import Tensor, nn
 
 from pyrtok.pyramid.borders import check_border
-from pyrtok.pyramid.functional import check_image, gaussian_pyramid, laplacian_pyramid
+from pyrtok.pyramid.checks import check_image
+from pyrtok.pyramid.functional import gaussian_pyramid, laplacian_pyramid
 from pyrtok.pyramid.kernels import KernelLike, resolve_kernel, taps_as_tensor
 
 DISTANCES = ("l1", "l2", "charbonnier")

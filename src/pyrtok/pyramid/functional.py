@@ -19,8 +19,7 @@ from torch import Tensor
 from pyrtok.pyramid.borders import check_border
 
 # Re-exported: losses.py and viz/montage.py import these two from here.
-from pyrtok.pyramid.checks import check_image as check_image
-from pyrtok.pyramid.checks import check_pyramid as check_pyramid
+from pyrtok.pyramid.checks import check_image, check_pyramid
 from pyrtok.pyramid.kernels import KernelLike, Taps, kernel_length, resolve_kernel
 from pyrtok.pyramid.separable import expand_axis, reduce_axis
 from pyrtok.pyramid.triton.dispatch import fused_taps

@@ -7,7 +7,7 @@ import math
 import torch
 from torch import Tensor
 
-from pyrtok.pyramid.functional import check_pyramid
+from pyrtok.pyramid.checks import check_pyramid
 from pyrtok.viz.layout import shrink, side_by_side
 from pyrtok.viz.text import CAPTION_SIZE, text_image, titled
 
