@@ -156,3 +156,14 @@ def test_mismatched_lists_and_pyramids() -> None:
         detokenize(torch.zeros(4, 20, 192), each)
     with pytest.raises(ValueError, match=r"tokens: expected .*got \(5, 18, 192\)"):
         detokenize(torch.zeros(5, 18, 192), each)
+
+
+@pytest.mark.filterwarnings("ignore:The PyTorch API of nested tensors is in prototype stage")
+def test_a_nested_tensor_says_to_pass_a_list() -> None:
+    nested = torch.nested.nested_tensor([torch.rand(3, 64, 64), torch.rand(3, 64, 96)])
+    with pytest.raises(
+        TypeError, match=r"images: got a nested tensor; .*list\(images.unbind\(\)\)"
+    ):
+        allocate(nested, 4, 16, 32)
+    each = allocate(list(nested.unbind()), 6, 16, 32, budget_mode="at_most")
+    assert [a.image_size for a in each] == [(64, 64), (64, 96)]

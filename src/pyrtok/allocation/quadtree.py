@@ -254,6 +254,11 @@ def check_images(images: object, name: str = "images") -> Tensor:
     """Validate a batch of images: a floating ``(B, C, H, W)`` tensor without NaN/Inf."""
     if not isinstance(images, Tensor):
         raise TypeError(f"{name}: expected a torch.Tensor, got {type(images).__name__}")
+    if images.is_nested:
+        raise TypeError(
+            f"{name}: got a nested tensor; give images of different sizes as a list of "
+            f"(C, H, W) tensors: list({name}.unbind())"
+        )
     if images.ndim != 4:
         raise ValueError(
             f"{name}: expected shape (B, C, H, W), got {images.ndim} dims {tuple(images.shape)}"
