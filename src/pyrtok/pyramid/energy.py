@@ -128,6 +128,11 @@ def _level_energy(level: Tensor, k: int, patch_size: int, height: int, width: in
     rows, cols = -(-height // patch_size), -(-width // patch_size)
     accumulate = torch.float64 if level.dtype == torch.float64 else torch.float32
     squared = level.to(accumulate).square().sum(dim=-3)
+    step = patch_size >> k
+    if step << k == patch_size and tuple(squared.shape[-2:]) == (rows * step, cols * step):
+        # Each coefficient lies in one patch: a block sum (no overlap matrices to multiply).
+        blocks = squared.reshape(*squared.shape[:-2], rows, step, cols, step)
+        return blocks.sum(dim=(-3, -1))
     device = level.device
     row_share = _overlap_matrix(rows, patch_size, level.shape[-2], 2**k, height, device)
     col_share = _overlap_matrix(cols, patch_size, level.shape[-1], 2**k, width, device)
