@@ -17,6 +17,7 @@ from torch import Tensor
 
 from pyrtok.allocation.cell_pyramid import cell_pyramid, check_cell_pyramid
 from pyrtok.allocation.quadtree import QuadtreeGeometry
+from pyrtok.pyramid.checks import sync_checks_enabled
 
 Scorer = Callable[..., list[Tensor]]
 """``scorer(images (B, C, H, W), min_patch, max_patch[, pyramid=...]) -> [(B, rows_d, cols_d)
@@ -96,7 +97,7 @@ def check_scores(scores: object, geometry: QuadtreeGeometry, batch: int) -> list
         if not isinstance(score, Tensor) or tuple(score.shape) != expected:
             shape = tuple(score.shape) if isinstance(score, Tensor) else type(score).__name__
             raise ValueError(f"scorer: score map {d} must have shape {expected}, got {shape}")
-        if not bool(score.isfinite().all()):
+        if sync_checks_enabled() and not bool(score.isfinite().all()):
             raise ValueError(f"scorer: score map {d} has NaN or Inf values")
         checked.append(score)
     return checked

@@ -45,6 +45,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from pyrtok.pyramid.checks import sync_checks_enabled
+
 _FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
 
@@ -270,6 +272,8 @@ def check_images(images: object, name: str = "images") -> Tensor:
         )
     if images.numel() == 0:
         raise ValueError(f"{name}: is empty, shape {tuple(images.shape)}")
+    if not sync_checks_enabled():
+        return images
     # min and max propagate NaN and reveal +-Inf, without a full-size boolean temporary.
     low, high = torch.aminmax(images.detach())
     if not (bool(low.isfinite()) and bool(high.isfinite())):

@@ -13,6 +13,8 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
+from pyrtok.pyramid.checks import sync_checks_enabled
+
 
 def sync_active(sync: bool | None) -> bool:
     """Whether to sync now: ``sync=None`` means "when a process group of > 1 rank exists".
@@ -65,8 +67,11 @@ def any_rank(flag: bool, device: torch.device, enabled: bool) -> bool:
 def raise_if_nonfinite(x: Tensor, name: str, enabled: bool) -> None:
     """Raise ``ValueError`` on every rank when ``x`` holds NaN/Inf on any rank (no hang).
 
-    One device sync, plus one 1-element all-reduce when ``enabled``.
+    One device sync, plus one 1-element all-reduce when ``enabled``; nothing at all when the
+    host-sync checks are off (:func:`pyrtok.sync_checks`).
     """
+    if not sync_checks_enabled():
+        return
     bad = not bool(torch.isfinite(x).all().item())
     if any_rank(bad, x.device, enabled):
         where = "this rank's input" if bad else "another rank's input"

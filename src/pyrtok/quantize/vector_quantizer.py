@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from pyrtok.pyramid.checks import sync_checks_enabled
 from pyrtok.quantize.distributed import (
     all_reduce_sum,
     broadcast_,
@@ -381,7 +382,7 @@ class VectorQuantizer(nn.Module):
             raise TypeError(f"indices: expected a torch.Tensor, got {type(indices).__name__}")
         if indices.is_floating_point() or indices.is_complex() or indices.dtype == torch.bool:
             raise TypeError(f"indices: expected an integer dtype, got {indices.dtype}")
-        if indices.numel() > 0:
+        if indices.numel() > 0 and sync_checks_enabled():
             low, high = int(indices.min().item()), int(indices.max().item())
             if low < -1 or high >= self.codebook_size:
                 raise ValueError(
