@@ -3,7 +3,9 @@
 Every function takes ``x`` of shape ``(..., H, W)`` with any leading dims, float16, bfloat16,
 float32 or float64, and any ``H, W >= 1``. Sizes round up (``ceil(H / 2)``), so odd sizes lose
 nothing and :func:`reconstruct` inverts :func:`laplacian_pyramid` exactly for every shape.
-Half-precision inputs are filtered in float32 and returned in their own dtype.
+Half-precision inputs are filtered in float32 and returned in their own dtype. On the CPU, with
+OpenCV installed (the ``cpu`` extra), the default kernel and border run ``cv2.pyrDown`` /
+``cv2.pyrUp`` where they are the same operator (:mod:`.opencv_path`).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
+from pyrtok.pyramid import opencv_path
 from pyrtok.pyramid.borders import check_border
 
 # Re-exported: losses.py and viz/montage.py import these two from here.
@@ -122,6 +125,8 @@ def pyr_down(x: Tensor, kernel: KernelLike = "binom5", border: str = "reflect") 
     if fused is not None:
         return triton_pyr_down(x, fused)
     work, taps = _prepare(x, kernel, border)
+    if opencv_path.usable(x, taps, border):
+        return opencv_path.pyr_down(x)
     # H first: the strided last axis is then reduced on the half-size image.
     out = reduce_axis(reduce_axis(work, -2, taps, border), -1, taps, border)
     return out.to(x.dtype)
@@ -176,6 +181,9 @@ def _expand(
 ) -> Tensor:
     """``pyr_up(x, size)``, or ``base + scale * pyr_up(x, size)`` in the same passes."""
     work, taps = _prepare(x, kernel, border)
+    if opencv_path.usable(x, taps, border, size):
+        up = opencv_path.pyr_up(x)
+        return up if base is None else torch.add(base, up, alpha=scale)
     if base is not None and base.dtype in (torch.float16, torch.bfloat16):
         base = base.float()
     # W first: the strided last axis is then expanded on the half-size image.

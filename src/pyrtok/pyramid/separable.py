@@ -343,3 +343,22 @@ def expand_axis(
         tensor([0., 4., 8., 8.])
     """
     return _apply(x, dim, "expand", size, taps, border, base, scale)
+
+
+def adjoint_axis(
+    grad: Tensor, dim: int, kind: str, size: int, taps: Taps, border: str, scale: float = 1.0
+) -> Tensor:
+    """The transpose of :func:`reduce_axis` (``kind="reduce"``) or :func:`expand_axis`
+    (``"expand"``) along ``dim``, ``size`` the fine length: the backward of either, for a
+    forward computed elsewhere (OpenCV). Differentiable (double backward works).
+
+    Shapes:
+        reduce: ``(..., ceil(size / 2), ...)`` -> ``(..., size, ...)``;
+        expand: ``(..., size, ...)`` -> ``(..., ceil(size / 2), ...)``
+
+    Examples:
+        >>> import torch
+        >>> adjoint_axis(torch.ones(1, 3), -1, "reduce", 5, (0.25, 0.5, 0.25), "reflect")
+        tensor([[0.5000, 0.7500, 0.5000, 0.7500, 0.5000]])
+    """
+    return _apply(grad, dim, ADJOINT[kind], size, taps, border, None, scale)

@@ -1,0 +1,136 @@
+"""Optional OpenCV forward path for CPU pyramids: ``cv2.pyrDown`` / ``cv2.pyrUp`` per plane.
+
+With the default kernel (``binom5``) and border (``reflect``, OpenCV's BORDER_DEFAULT), pyrtok's
+REDUCE is ``cv2.pyrDown`` for every size and its EXPAND to ``(2h, 2w)`` is ``cv2.pyrUp`` (an
+odd output size is not: OpenCV reflects its last row differently, so those stay on the torch
+path). OpenCV computes them row by row in one pass over each plane, which pure torch cannot, so
+when ``cv2`` (``opencv-python-headless``, the ``cpu`` extra) imports, the pyramid functions use
+it for float32/float64 CPU tensors whenever :func:`usable` says so. Everything else (other
+kernels or borders, tensor taps, half precision, other devices, ``torch.compile`` tracing) runs
+the torch path, the reference.
+
+Autograd: the forward runs OpenCV; the backward is the torch path's transposed operator
+(:func:`.separable.adjoint_axis`), itself differentiable, so gradients equal the torch path's.
+
+Threads: OpenCV runs with its own thread count (``cv2.getNumThreads()``, by default every core),
+not ``torch.get_num_threads()``; pyrtok never changes it. Call ``cv2.setNumThreads(n)`` yourself
+(``1`` in DataLoader workers). Set ``PYRTOK_DISABLE_OPENCV=1`` (read on every call) to force the
+torch path.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from types import ModuleType
+from typing import Any
+
+import torch
+from torch import Tensor
+from torch.autograd.function import FunctionCtx
+
+from pyrtok.pyramid.kernels import Taps, resolve_kernel
+from pyrtok.pyramid.separable import adjoint_axis
+
+DISABLE_ENV = "PYRTOK_DISABLE_OPENCV"
+"""Set this environment variable to ``"1"`` to never use OpenCV (the torch path everywhere)."""
+
+_BINOM5 = resolve_kernel("binom5")
+_DTYPES = (torch.float32, torch.float64)
+
+
+@functools.cache
+def cv2_module() -> ModuleType | None:
+    """``cv2`` if it imports (checked once per process), else ``None``."""
+    try:
+        import cv2
+    except ImportError:
+        return None
+    return cv2
+
+
+def disabled() -> bool:
+    """Whether ``PYRTOK_DISABLE_OPENCV=1`` forces the torch path (read on every call)."""
+    return os.environ.get(DISABLE_ENV, "0") == "1"
+
+
+def usable(x: Tensor, taps: Taps, border: str, size: tuple[int, int] | None = None) -> bool:
+    """Whether OpenCV computes exactly the requested operator on ``x`` now.
+
+    ``size`` is the output size of an EXPAND (``None`` for a REDUCE); OpenCV's ``pyrUp`` equals
+    pyrtok's only for ``(2h, 2w)``.
+
+    Examples:
+        >>> usable(torch.rand(3, 8, 8, dtype=torch.float16), _BINOM5, "reflect")
+        False
+    """
+    if torch.compiler.is_compiling() or disabled():
+        return False
+    if x.device.type != "cpu" or x.dtype not in _DTYPES or x.is_complex():
+        return False
+    if isinstance(taps, Tensor) or taps != _BINOM5 or border != "reflect":
+        return False
+    if size is not None and size != (2 * x.shape[-2], 2 * x.shape[-1]):
+        return False
+    return cv2_module() is not None
+
+
+def _per_plane(x: Tensor, size: tuple[int, int], up: bool) -> Tensor:
+    """``cv2.pyrDown`` (or ``pyrUp`` to ``size``) of every ``(H, W)`` plane of ``x``."""
+    cv2: Any = cv2_module()
+    planes = x.detach().reshape(-1, x.shape[-2], x.shape[-1]).contiguous()
+    out = planes.new_empty(planes.shape[0], *size)
+    source, target = planes.numpy(), out.numpy()  # views: no copies
+    for i in range(planes.shape[0]):
+        if up:
+            cv2.pyrUp(source[i], dst=target[i], dstsize=(size[1], size[0]))
+        else:
+            cv2.pyrDown(source[i], dst=target[i])
+    return out.view(*x.shape[:-2], *size)
+
+
+class _OpenCVPyramid(torch.autograd.Function):
+    """Forward with OpenCV; backward with the torch path's transposed operator."""
+
+    @staticmethod
+    def forward(ctx: FunctionCtx, x: Tensor, up: bool, size: tuple[int, int]) -> Tensor:
+        ctx.spec = (up, (x.shape[-2], x.shape[-1]), size)  # type: ignore[attr-defined]
+        return _per_plane(x, size, up)
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, None, None]:
+        up, (h, w), (height, width) = ctx.spec
+        if up:  # the adjoint of EXPAND to (height, width), per axis
+            rows = adjoint_axis(grad, -2, "expand", height, _BINOM5, "reflect")
+            return adjoint_axis(rows, -1, "expand", width, _BINOM5, "reflect"), None, None
+        rows = adjoint_axis(grad, -1, "reduce", w, _BINOM5, "reflect")
+        return adjoint_axis(rows, -2, "reduce", h, _BINOM5, "reflect"), None, None
+
+
+def pyr_down(x: Tensor) -> Tensor:
+    """``cv2.pyrDown`` of every plane: ``(..., H, W) -> (..., ceil(H / 2), ceil(W / 2))``.
+
+    Only where :func:`usable` holds (the caller checks).
+
+    Examples:
+        >>> x = torch.rand(2, 3, 7, 10)
+        >>> pyr_down(x).shape if cv2_module() else torch.Size([2, 3, 4, 5])
+        torch.Size([2, 3, 4, 5])
+    """
+    size = ((x.shape[-2] + 1) // 2, (x.shape[-1] + 1) // 2)
+    out: Tensor = _OpenCVPyramid.apply(x, False, size)
+    return out
+
+
+def pyr_up(x: Tensor) -> Tensor:
+    """``cv2.pyrUp`` of every plane: ``(..., h, w) -> (..., 2h, 2w)``.
+
+    Only where :func:`usable` holds (the caller checks).
+
+    Examples:
+        >>> x = torch.rand(2, 3, 4, 5)
+        >>> pyr_up(x).shape if cv2_module() else torch.Size([2, 3, 8, 10])
+        torch.Size([2, 3, 8, 10])
+    """
+    out: Tensor = _OpenCVPyramid.apply(x, True, (2 * x.shape[-2], 2 * x.shape[-1]))
+    return out
