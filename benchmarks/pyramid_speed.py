@@ -5,9 +5,10 @@ table prints ratios against the anchors measured in the same run.
 
 CPU (default; issues #2, #18): 8x3x512x512 float32 (24 channel-images), eager. OpenCV's
 ``pyrDown``/``pyrUp`` loop (what a CPU user would pick), kornia's ``build_laplacian_pyramid``
-and ``pyrup`` loop, and pyrtok's torch path run side by side in one process, interleaved per
-repeat (so a load spike hits all three), median of ``--repeats`` after a warm-up, each ratio the
-median over repeats of the two times measured back to back; at 1 and 2
+and ``pyrup`` loop, pyrtok's pure-torch path (``PYRTOK_DISABLE_OPENCV=1``) and pyrtok's default
+(OpenCV's pyrDown/pyrUp where the ``cpu`` extra is installed, as here) run side by side in one
+process, interleaved per repeat (so a load spike hits all four), median of ``--repeats`` after a
+warm-up, each ratio the median over repeats of the two times measured back to back; at 1 and 2
 threads (OpenCV with the same count via ``cv2.setNumThreads``), and at 2 threads with one core
 kept busy by another process (a spinning ``python -c "while True: pass"``, killed at the end).
 The load average at each scenario's start is printed: absolute times on a shared machine are
@@ -58,18 +59,32 @@ OPS = ("build", "reconstruct")
 # ---------------------------------------------------------------------------------------------
 
 
+FAST_PATH_SWITCHES = ("PYRTOK_DISABLE_TRITON", "PYRTOK_DISABLE_OPENCV")
+
+
 @contextlib.contextmanager
 def torch_path() -> Iterator[None]:
-    """Force pyrtok's pure-torch path (the reference) inside the block."""
-    old = os.environ.get("PYRTOK_DISABLE_TRITON")
-    os.environ["PYRTOK_DISABLE_TRITON"] = "1"
+    """Force pyrtok's pure-torch path (the reference: no Triton, no OpenCV) inside the block."""
+    old = {name: os.environ.get(name) for name in FAST_PATH_SWITCHES}
+    os.environ.update(dict.fromkeys(FAST_PATH_SWITCHES, "1"))
     try:
         yield
     finally:
-        if old is None:
-            os.environ.pop("PYRTOK_DISABLE_TRITON", None)
-        else:
-            os.environ["PYRTOK_DISABLE_TRITON"] = old
+        for name, value in old.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def on_torch_path(fn: Callable[[], Any]) -> Callable[[], Any]:
+    """``fn`` run under :func:`torch_path`."""
+
+    def run() -> Any:
+        with torch_path():
+            return fn()
+
+    return run
 
 
 def kornia_build(x: Any, levels: int = LEVELS) -> list[Any]:
@@ -125,7 +140,9 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
 # CPU suite: OpenCV, kornia and pyrtok side by side, in one process, interleaved
 # ---------------------------------------------------------------------------------------------
 
-CPU_IMPLEMENTATIONS = ("opencv", "kornia", "pyrtok")
+CPU_IMPLEMENTATIONS = ("opencv", "kornia", "pyrtok torch", "pyrtok")
+"""``pyrtok torch``: the pure-torch path (``PYRTOK_DISABLE_OPENCV=1``); ``pyrtok``: the default,
+which runs OpenCV's pyrDown/pyrUp where the ``cpu`` extra is installed."""
 CPU_SCENARIOS = ((1, False), (2, False), (2, True))
 """(threads, one core kept busy by another process)."""
 
@@ -188,9 +205,11 @@ def cpu_scenario(args: argparse.Namespace, threads: int) -> dict[tuple[str, str]
     runs: dict[tuple[str, str], Callable[[], Any]] = {
         ("opencv", "build"): lambda: opencv_build(planes),
         ("pyrtok", "build"): lambda: pyrtok.laplacian_pyramid(x, LEVELS),
+        ("pyrtok torch", "build"): on_torch_path(lambda: pyrtok.laplacian_pyramid(x, LEVELS)),
         ("kornia", "build"): lambda: kornia_build(x),
         ("opencv", "reconstruct"): lambda: opencv_reconstruct(cv_levels),
         ("pyrtok", "reconstruct"): lambda: pyrtok.reconstruct(levels),
+        ("pyrtok torch", "reconstruct"): on_torch_path(lambda: pyrtok.reconstruct(levels)),
         ("kornia", "reconstruct"): lambda: kornia_reconstruct(levels),
     }
     times: dict[tuple[str, str], list[float]] = {
@@ -214,18 +233,23 @@ def cpu_correctness(args: argparse.Namespace) -> list[str]:
 
     torch.manual_seed(args.seed)
     x = torch.rand(args.batch, 3, args.size, args.size)
-    ours = pyrtok.laplacian_pyramid(x, LEVELS)
+    with torch_path():
+        ours = pyrtok.laplacian_pyramid(x, LEVELS)
     theirs = opencv_build(x.reshape(-1, args.size, args.size).numpy())
     band_error = max(
         float(np.abs(ours[k].reshape(-1, *ours[k].shape[-2:]).numpy()[i] - theirs[i][k]).max())
         for i in range(len(theirs))
         for k in range(LEVELS)
     )
-    back = (pyrtok.reconstruct(ours) - x).abs().max().item()
+    with torch_path():
+        back = (pyrtok.reconstruct(ours) - x).abs().max().item()
+    default_back = (pyrtok.reconstruct(pyrtok.laplacian_pyramid(x, LEVELS)) - x).abs().max().item()
     kornia_back = (kornia_reconstruct(kornia_build(x)) - x).abs().max().item()
     return [
-        f"- pyrtok's bands against OpenCV's (float32): max abs difference {band_error:.1e}",
-        f"- reconstruction max abs error: pyrtok {back:.1e}, kornia {kornia_back:.1e} "
+        f"- pyrtok's torch-path bands against OpenCV's (float32): max abs difference "
+        f"{band_error:.1e}",
+        f"- reconstruction max abs error: pyrtok torch path {back:.1e}, pyrtok default "
+        f"{default_back:.1e}, kornia {kornia_back:.1e} "
         "(kornia's bands are not Burt-Adelson's: it blurs then bilinear-resizes)",
     ]
 
@@ -237,6 +261,16 @@ def _ratio_of_repeats(times: list[float], anchor: list[float]) -> str:
 
 def run_cpu(args: argparse.Namespace) -> str:
     import cv2
+    import torch
+
+    from pyrtok.pyramid import opencv_path
+    from pyrtok.pyramid.kernels import resolve_kernel
+
+    default_path = (
+        "OpenCV's pyrDown/pyrUp"
+        if opencv_path.usable(torch.zeros(2, 2), resolve_kernel("binom5"), "reflect")
+        else "the torch path"
+    )
 
     rows = []
     for threads, busy in CPU_SCENARIOS:
@@ -251,6 +285,7 @@ def run_cpu(args: argparse.Namespace) -> str:
                     op,
                     str(threads) + (" + 1 core busy" if busy else ""),
                     *(_fmt(statistics.median(result[(i, op)]), 1) for i in CPU_IMPLEMENTATIONS),
+                    _ratio_of_repeats(result[("pyrtok torch", op)], anchor),
                     _ratio_of_repeats(result[("pyrtok", op)], anchor),
                     _ratio_of_repeats(result[("kornia", op)], anchor),
                     f"{load:.1f}",
@@ -261,11 +296,13 @@ def run_cpu(args: argparse.Namespace) -> str:
         f"{LEVELS} levels, eager; median ms of {args.repeats} after {args.warmup} warm-up, the "
         f"implementations interleaved in one process, ratios the median of each repeat's ratio; "
         f"OpenCV {cv2.__version__} "
-        f"(cv2.setNumThreads = torch threads), kornia {_kornia_version()}, pyrtok's torch path; "
+        f"(cv2.setNumThreads = torch threads), kornia {_kornia_version()}; pyrtok torch = its "
+        f"pure-torch path (PYRTOK_DISABLE_OPENCV=1), pyrtok default = what a call runs "
+        f"({default_path}); "
         f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', '(unset)')}"
     )
-    header = ["op", "threads", "OpenCV ms", "kornia ms", "pyrtok ms", "pyrtok / OpenCV"]
-    header += ["kornia / OpenCV", "load avg"]
+    header = ["op", "threads", "OpenCV ms", "kornia ms", "pyrtok torch ms", "pyrtok default ms"]
+    header += ["pyrtok torch / OpenCV", "pyrtok default / OpenCV", "kornia / OpenCV", "load avg"]
     return "\n".join([head, "", _table(header, rows), "", *cpu_correctness(args)])
 
 
