@@ -29,9 +29,9 @@ def calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
         seen.append("down")
         return down(x)
 
-    def record_up(x: torch.Tensor) -> torch.Tensor:
+    def record_up(x: torch.Tensor, *args: Any) -> torch.Tensor:
         seen.append("up")
-        return up(x)
+        return up(x, *args)
 
     monkeypatch.setattr(opencv_path, "pyr_down", record_down)
     monkeypatch.setattr(opencv_path, "pyr_up", record_up)

@@ -181,9 +181,8 @@ def _expand(
 ) -> Tensor:
     """``pyr_up(x, size)``, or ``base + scale * pyr_up(x, size)`` in the same passes."""
     work, taps = _prepare(x, kernel, border)
-    if opencv_path.usable(x, taps, border, size):
-        up = opencv_path.pyr_up(x)
-        return up if base is None else torch.add(base, up, alpha=scale)
+    if opencv_path.usable(x, taps, border, size, base):
+        return opencv_path.pyr_up(x, base, scale)
     if base is not None and base.dtype in (torch.float16, torch.bfloat16):
         base = base.float()
     # W first: the strided last axis is then expanded on the half-size image.

@@ -25,6 +25,7 @@ import os
 from types import ModuleType
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 from torch.autograd.function import FunctionCtx
@@ -54,11 +55,18 @@ def disabled() -> bool:
     return os.environ.get(DISABLE_ENV, "0") == "1"
 
 
-def usable(x: Tensor, taps: Taps, border: str, size: tuple[int, int] | None = None) -> bool:
+def usable(
+    x: Tensor,
+    taps: Taps,
+    border: str,
+    size: tuple[int, int] | None = None,
+    base: Tensor | None = None,
+) -> bool:
     """Whether OpenCV computes exactly the requested operator on ``x`` now.
 
     ``size`` is the output size of an EXPAND (``None`` for a REDUCE); OpenCV's ``pyrUp`` equals
-    pyrtok's only for ``(2h, 2w)``.
+    pyrtok's only for ``(2h, 2w)``. ``base``, added to an EXPAND, must have its shape and the
+    dtype of ``x``.
 
     Examples:
         >>> usable(torch.rand(3, 8, 8, dtype=torch.float16), _BINOM5, "reflect")
@@ -70,41 +78,68 @@ def usable(x: Tensor, taps: Taps, border: str, size: tuple[int, int] | None = No
         return False
     if isinstance(taps, Tensor) or taps != _BINOM5 or border != "reflect":
         return False
-    if size is not None and size != (2 * x.shape[-2], 2 * x.shape[-1]):
-        return False
+    if size is not None:
+        if size != (2 * x.shape[-2], 2 * x.shape[-1]):
+            return False
+        if base is not None and (base.dtype != x.dtype or base.shape != (*x.shape[:-2], *size)):
+            return False
     return cv2_module() is not None
 
 
-def _per_plane(x: Tensor, size: tuple[int, int], up: bool) -> Tensor:
-    """``cv2.pyrDown`` (or ``pyrUp`` to ``size``) of every ``(H, W)`` plane of ``x``."""
+def _planes(x: Tensor) -> np.ndarray:
+    """``x`` as a contiguous ``(N, H, W)`` array (a view where ``x`` is contiguous)."""
+    return x.detach().reshape(-1, x.shape[-2], x.shape[-1]).contiguous().numpy()
+
+
+def _per_plane(
+    x: Tensor, size: tuple[int, int], up: bool, base: Tensor | None, scale: float
+) -> Tensor:
+    """``cv2.pyrDown`` (or ``base + scale * pyrUp`` to ``size``) of every plane of ``x``.
+
+    The output is a numpy array (numpy maps large arrays on huge pages: fewer page faults than a
+    fresh torch tensor); ``base`` is added to each plane while it is still in cache.
+    """
     cv2: Any = cv2_module()
-    planes = x.detach().reshape(-1, x.shape[-2], x.shape[-1]).contiguous()
-    out = planes.new_empty(planes.shape[0], *size)
-    source, target = planes.numpy(), out.numpy()  # views: no copies
-    for i in range(planes.shape[0]):
+    source = _planes(x)
+    target = np.empty((source.shape[0], *size), dtype=source.dtype)
+    bases = None if base is None else _planes(base)
+    for i in range(source.shape[0]):
         if up:
             cv2.pyrUp(source[i], dst=target[i], dstsize=(size[1], size[0]))
+            if bases is not None:
+                cv2.scaleAdd(target[i], scale, bases[i], dst=target[i])
         else:
             cv2.pyrDown(source[i], dst=target[i])
-    return out.view(*x.shape[:-2], *size)
+    return torch.from_numpy(target).view(*x.shape[:-2], *size)
 
 
 class _OpenCVPyramid(torch.autograd.Function):
     """Forward with OpenCV; backward with the torch path's transposed operator."""
 
     @staticmethod
-    def forward(ctx: FunctionCtx, x: Tensor, up: bool, size: tuple[int, int]) -> Tensor:
-        ctx.spec = (up, (x.shape[-2], x.shape[-1]), size)  # type: ignore[attr-defined]
-        return _per_plane(x, size, up)
+    def forward(
+        ctx: FunctionCtx,
+        x: Tensor,
+        base: Tensor | None,
+        up: bool,
+        size: tuple[int, int],
+        scale: float,
+    ) -> Tensor:
+        ctx.spec = (up, (x.shape[-2], x.shape[-1]), size, scale)  # type: ignore[attr-defined]
+        ctx.has_base = base is not None  # type: ignore[attr-defined]
+        return _per_plane(x, size, up, base, scale)
 
     @staticmethod
-    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, None, None]:
-        up, (h, w), (height, width) = ctx.spec
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
+        up, (h, w), (height, width), scale = ctx.spec
+        grad_base = grad if ctx.has_base else None
         if up:  # the adjoint of EXPAND to (height, width), per axis
-            rows = adjoint_axis(grad, -2, "expand", height, _BINOM5, "reflect")
-            return adjoint_axis(rows, -1, "expand", width, _BINOM5, "reflect"), None, None
-        rows = adjoint_axis(grad, -1, "reduce", w, _BINOM5, "reflect")
-        return adjoint_axis(rows, -2, "reduce", h, _BINOM5, "reflect"), None, None
+            rows = adjoint_axis(grad, -2, "expand", height, _BINOM5, "reflect", scale)
+            grad_x = adjoint_axis(rows, -1, "expand", width, _BINOM5, "reflect")
+        else:
+            rows = adjoint_axis(grad, -1, "reduce", w, _BINOM5, "reflect")
+            grad_x = adjoint_axis(rows, -2, "reduce", h, _BINOM5, "reflect")
+        return grad_x, grad_base, None, None, None
 
 
 def pyr_down(x: Tensor) -> Tensor:
@@ -118,12 +153,13 @@ def pyr_down(x: Tensor) -> Tensor:
         torch.Size([2, 3, 4, 5])
     """
     size = ((x.shape[-2] + 1) // 2, (x.shape[-1] + 1) // 2)
-    out: Tensor = _OpenCVPyramid.apply(x, False, size)
+    out: Tensor = _OpenCVPyramid.apply(x, None, False, size, 1.0)
     return out
 
 
-def pyr_up(x: Tensor) -> Tensor:
-    """``cv2.pyrUp`` of every plane: ``(..., h, w) -> (..., 2h, 2w)``.
+def pyr_up(x: Tensor, base: Tensor | None = None, scale: float = 1.0) -> Tensor:
+    """``cv2.pyrUp`` of every plane: ``(..., h, w) -> (..., 2h, 2w)``; with ``base``
+    (``(..., 2h, 2w)``), ``base + scale * pyrUp(x)`` (a Laplacian band or reconstruction step).
 
     Only where :func:`usable` holds (the caller checks).
 
@@ -132,5 +168,6 @@ def pyr_up(x: Tensor) -> Tensor:
         >>> pyr_up(x).shape if cv2_module() else torch.Size([2, 3, 8, 10])
         torch.Size([2, 3, 8, 10])
     """
-    out: Tensor = _OpenCVPyramid.apply(x, True, (2 * x.shape[-2], 2 * x.shape[-1]))
+    size = (2 * x.shape[-2], 2 * x.shape[-1])
+    out: Tensor = _OpenCVPyramid.apply(x, base, True, size, scale)
     return out
