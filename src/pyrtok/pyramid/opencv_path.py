@@ -88,7 +88,8 @@ def usable(
 
 def _planes(x: Tensor) -> np.ndarray:
     """``x`` as a contiguous ``(N, H, W)`` array (a view where ``x`` is contiguous)."""
-    return x.detach().reshape(-1, x.shape[-2], x.shape[-1]).contiguous().numpy()
+    planes = x.detach().resolve_conj().resolve_neg()  # no-ops unless a lazy view
+    return planes.reshape(-1, x.shape[-2], x.shape[-1]).contiguous().numpy()
 
 
 def _per_plane(
