@@ -28,6 +28,14 @@ def _band_gain(band: Tensor, quantile: float) -> float:
     return 0.5 / max(scale, _NOISE_FLOOR)
 
 
+def _shown(band: Tensor, quantile: float, noise: float) -> Tensor:
+    """``gain * band``, with ``|band| <= noise`` (rounding noise) shown as exactly zero: mid-grey
+    (0.5) is the 8-bit rounding edge, so 1-ulp bands of a flat image (OpenCV's arithmetic) would
+    otherwise flip it between 127 and 128."""
+    values = band.float()
+    return _band_gain(band, quantile) * values.masked_fill(values.abs() <= noise, 0.0)
+
+
 def _to_rgb(level: Tensor) -> Tensor:
     """``(C, H, W)`` with C in {1, 3} -> ``(3, H, W)`` float32."""
     return level.to(torch.float32).expand(3, -1, -1)
@@ -103,7 +111,8 @@ def pyramid_montage(
         raise ValueError(f"background: must be in [0, 1], got {background}")
 
     *bands, residual = pyramid
-    tiles = [_to_rgb(0.5 + _band_gain(band, quantile) * band.float()) for band in bands]
+    noise = 4 * torch.finfo(torch.float32).eps * float(residual.float().abs().max())
+    tiles = [_to_rgb(0.5 + _shown(band, quantile, noise)) for band in bands]
     tiles.append(_to_rgb(residual))
     tiles = [shrink(tile.clamp(0, 1), scale) for tile in tiles]
     if labels:
