@@ -1,4 +1,8 @@
-"""pyr_down / pyr_up equal OpenCV's pyrDown / pyrUp (the Burt-Adelson reference) for every size."""
+"""pyr_down / pyr_up equal OpenCV's pyrDown / pyrUp (the Burt-Adelson reference) for every size.
+
+pyrtok's own (torch) path is compared: with the ``cpu`` extra the default CPU path *is* OpenCV,
+so the OpenCV path is switched off here (tests/pyramid/test_opencv_path.py checks it against
+the torch path)."""
 
 import numpy as np
 import pytest
@@ -9,6 +13,11 @@ from pyrtok import pyr_down, pyr_up
 cv2 = pytest.importorskip("cv2")
 
 SIDES = range(1, 98)
+
+
+@pytest.fixture(autouse=True)
+def _torch_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PYRTOK_DISABLE_OPENCV", "1")
 
 
 def test_pyr_down_equals_cv2_for_every_size_1_to_97() -> None:
