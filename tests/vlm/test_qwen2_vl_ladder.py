@@ -4,8 +4,6 @@ exits at every rung; rung 0 equals the one-shot forward at its budget."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 import torch
 
@@ -18,18 +16,6 @@ from pyrtok.vlm.wiring import embed_text
 
 IMAGE, START, END = 90, 88, 89
 PROMPTS = ([1, 2, START, IMAGE, END, 5, 6], [0, 0, 3, START, IMAGE, END, 7])  # row 1 padded
-
-
-def _qwen(version: str) -> Any:
-    """A tiny Qwen2-VL whose LM rotary frequencies run from 1 to 1/10 (base 10 instead of
-    1e6), so that every M-RoPE axis moves the logits well past the tolerance (at 1e6 the
-    width axis's frequencies are below 1e-3)."""
-    model = tiny_qwen2_vl(version=version)
-    for name, module in model.named_modules():
-        if name.endswith("rotary_emb") and "visual" not in name:
-            count = module.inv_freq.shape[0]
-            module.inv_freq.copy_(10.0 ** -(torch.arange(count) / count))
-    return model
 
 
 def _batch(height: int, width: int, seed: int = 0) -> tuple[torch.Tensor, ...]:
@@ -77,7 +63,7 @@ def _from_scratch(
 def test_each_rung_equals_a_from_scratch_forward_of_what_it_sent(
     version: str, height: int, width: int, max_patch: int, ladder: tuple[int, ...]
 ) -> None:
-    vlm = MixedResolutionVLM.from_qwen2_vl(_qwen(version), max_patch=max_patch)
+    vlm = MixedResolutionVLM.from_qwen2_vl(tiny_qwen2_vl(version=version), max_patch=max_patch)
     x, ids, mask = _batch(height, width)
     for rung in range(len(ladder)):  # a ladder cut after `rung`: its rungs are the same
         out = vlm.progressive_generate(
@@ -111,7 +97,7 @@ def _assert_same(a: ProgressiveOutput, b: ProgressiveOutput) -> None:
 
 
 def test_reuse_equals_reprefill_with_exits_at_every_rung() -> None:
-    vlm = MixedResolutionVLM.from_qwen2_vl(_qwen("2.5"), max_patch=56)
+    vlm = MixedResolutionVLM.from_qwen2_vl(tiny_qwen2_vl(version="2.5"), max_patch=56)
     x = torch.rand(3, 3, 140, 196, generator=torch.Generator().manual_seed(3))
     ids = torch.tensor([PROMPTS[0], PROMPTS[1], [0, 4, 4, START, IMAGE, END, 8]])
     mask = (ids != 0).long()

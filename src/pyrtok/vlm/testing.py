@@ -108,7 +108,8 @@ def tiny_llava(image_token_id: int = 63, seed: int = 0, vision: str = "clip") ->
 def tiny_qwen2_vl(seed: int = 0, version: str = "2") -> Any:
     """A ``Qwen2VLForConditionalGeneration`` with random weights (eager attention): a 2-block
     tower (14 px patches, 2 x 2 merge, 32 wide) and a 2-layer LM (64 wide, vocabulary 96;
-    image token 90, video 91, vision start/end 88/89, eos 2). ``version="2.5"`` gives a
+    image token 90, video 91, vision start/end 88/89, eos 2; LM rotary base 10, so every M-RoPE
+    axis moves the logits). ``version="2.5"`` gives a
     ``Qwen2_5_VLForConditionalGeneration``: a 3-block tower with 112 px attention windows
     and full attention in block 1.
 
@@ -174,4 +175,10 @@ def tiny_qwen2_vl(seed: int = 0, version: str = "2") -> Any:
         "vision_end_token_id": 89,
     }
     model = model_class(config_class(**settings))
+    # LM rotary frequencies from 1 to 1/10 (base 10, not 1e6): at 1e6 the width axis's
+    # frequencies are below 1e-3, so wrong height/width M-RoPE ids would hardly move the logits.
+    for name, module in model.named_modules():
+        if name.endswith("rotary_emb") and "visual" not in name:
+            count = module.inv_freq.shape[0]
+            module.inv_freq.copy_(10.0 ** -(torch.arange(count) / count))
     return model.eval()
