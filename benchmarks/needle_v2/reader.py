@@ -98,7 +98,7 @@ def training_views(
 
 class Reader(nn.Sequential):
     """``(N, 3, 16, 16)`` views in ``[0, 1]`` -> ``(N, 11)`` logits; two 3 x 3 convolutions at
-    full resolution (strokes are 1-2 px), two at 8 x 8, one at 4 x 4; 0.1M parameters, 4M
+    full resolution (strokes are 1-2 px), two at 8 x 8, one at 4 x 4; 0.14M parameters, 7M
     multiply-adds per view.
 
     Examples:

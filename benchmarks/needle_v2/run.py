@@ -2,20 +2,27 @@
 
 Stages (each writes its result under ``--checkpoints`` and is skipped when that file exists):
 
-1. ``reader``: per seed, train the local token reader on training scenes (both variants, 30 %
-   large digits, contrast drawn from the wide ``CALIBRATION_CONTRAST``, so the reader never
-   depends on the scenes' fixed contrast); frozen afterwards.
+1. ``reader``: per seed, train the local token reader on training scenes (train split, both
+   variants, 30 % large digits, contrast ``TRAIN_CONTRAST``, glyphs jittered by a random affine
+   map); frozen afterwards.
 2. ``calibrate`` (seed 0's reader, before any allocator): the crop-oracle check -- accuracy on
    the ground-truth digit views of small digits at full, half and quarter resolution, per
-   contrast bin (test photos, scene seed 2000, never evaluated on).
-3. ``evaluate``: per seed and variant, test scenes (seed ``1000 + seed``, half small, half
+   contrast bin of the wide ``CALIBRATION_CONTRAST`` (test photos and glyphs, scene seed 2000,
+   never evaluated on).
+3. ``rule`` (seed 0's reader, before any test scene): :func:`choose_rule` picks how node
+   readings combine, on held-out training scenes.
+4. ``evaluate``: per seed and variant, test scenes (seed ``1000 + seed``, half small, half
    large), the reader run once on all 336 nodes of each, then every arm of
    :data:`arms.ARMS` at every budget of :data:`arms.BUDGETS`: per-scene correctness and hit.
-4. ``report``: tables with paired tests, the goal checks, the plot and the allocation figure.
+5. ``report``: tables with paired tests, the goal checks, the plot and the allocation figure.
 
-Run (the numbers in docs/benchmarks.md, reduced configuration, ~20 min on 2 CPU cores):
-    nice -n 15 python benchmarks/needle_v2/run.py --config reduced
-Full configuration (~2 h on 2 CPU cores; minutes with --device cuda):
+Run (the numbers in docs/benchmarks.md: reduced configuration, 3 seeds; on the shared 2-core
+CPU at load 3-8 each reader took 11-12 min and each seed's evaluation ~6-7 min per variant,
+~70 min in one process (est.), ~35 min with the seeds in parallel processes):
+    nice -n 5 python benchmarks/needle_v2/run.py --config reduced
+    # or: --seed S --until reader (S = 0, 1, 2 in parallel), --until calibrate,
+    #     --seed S (evaluate; 0 first, it picks the rule), then the line above to report
+Full configuration (~4 h on 2 CPU cores, est.; minutes with --device cuda):
     python benchmarks/needle_v2/run.py --config full
 """
 
@@ -74,7 +81,7 @@ def _train_batch(config: Config, seed: int) -> tuple[torch.Tensor, ...]:
     generator = torch.Generator().manual_seed(seed)
     parts = [
         training_views(
-            scenes("train", v, seed, config.train_scenes, 0.3, TRAIN_CONTRAST),
+            scenes("train", v, seed, config.train_scenes, 0.3, TRAIN_CONTRAST, jitter=True),
             config.others,
             generator,
         )
@@ -214,9 +221,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument(
         "--until",
-        choices=("calibrate", "report"),
+        choices=("reader", "calibrate", "report"),
         default="report",
-        help="stop after the crop-oracle check (how CONTRAST was fixed before any allocator ran)",
+        help="stop after the reader(s), or after the crop-oracle check (how CONTRAST was fixed "
+        "before any allocator ran)",
     )
     parser.add_argument(
         "--seed",
@@ -230,11 +238,15 @@ def main(argv: list[str] | None = None) -> None:
     started = time.perf_counter()
     if args.seed is not None:
         reader = reader_for(args.seed, config, folder, args.device)
+        if args.until == "reader":
+            return
         rule = choose_rule(reader_for(0, config, folder, args.device), config, folder)
         for variant in VARIANTS:
             evaluate(args.seed, variant, reader, rule["rule"], config, folder)
         return
     readers = [reader_for(s, config, folder, args.device) for s in range(args.seeds)]
+    if args.until == "reader":
+        return
     calibration = calibrate(readers[0], config, folder, args.device)
     if args.until == "calibrate":
         print(calibration_table(calibration))

@@ -28,7 +28,15 @@ the reader is short of training, the physics is as intended), so ``CONTRAST`` is
 (a smoke check of the arm code, on the provisional contrast 0.12-0.5) had been computed before.
 Nothing was changed after allocator results were seen.
 
-Everything is a pure function of ``(split, variant, seed, index)``.
+Later the same day, no scene parameter changed; only the reader's *training* scenes did (their
+contrast ``TRAIN_CONTRAST`` and, with ``jitter=True``, a random affine map of each glyph;
+test and calibration scenes draw nothing extra and are unchanged). The crop-oracle check, re-run
+with each new reader before any allocator was evaluated with it, is the only thing that could
+have moved ``CONTRAST``: 17:05 UTC, reader on pools + augmentation, no glyph jitter: top bins
+full 80-83 %, half 47-57 % (it reads 92-94 % on new views of *training* glyphs: the gap is
+handwriting, hence the jitter); the jittered reader's table is in ``docs/needle_v2/results.md``.
+
+Everything is a pure function of ``(split, variant, seed, index)`` (and ``jitter``).
 """
 
 from __future__ import annotations
@@ -71,12 +79,32 @@ def _generator(split: str, variant: str, seed: int, index: int) -> np.random.Gen
     return np.random.default_rng([key, seed, index])
 
 
+def _jittered(rng: np.random.Generator, alpha: np.ndarray) -> np.ndarray:
+    """A random affine map of a glyph about its centre (training scenes only: rotation
+    +-12 degrees, scale 0.85-1.1 per axis, shear +-0.2, shift +-0.5 px), so the reader learns
+    handwriting beyond the ~900 training glyphs (without it: 92 % on new views of training
+    glyphs, 77 % on test glyphs)."""
+    side = alpha.shape[0]
+    angle, shear = np.deg2rad(rng.uniform(-12, 12)), rng.uniform(-0.2, 0.2)
+    scale = rng.uniform(0.85, 1.1, size=2)
+    rotation = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    forward = rotation @ np.array([[1, shear], [0, 1]]) @ np.diag(scale)
+    inverse = np.linalg.inv(forward)
+    centre = (side - 1) / 2
+    offset = centre - inverse @ (centre + rng.uniform(-0.5, 0.5, size=2))
+    data = (inverse[0, 0], inverse[0, 1], offset[0], inverse[1, 0], inverse[1, 1], offset[1])
+    image = Image.fromarray(alpha.astype(np.float32), mode="F")
+    warped = image.transform((side, side), Image.Transform.AFFINE, data, Image.Resampling.BILINEAR)
+    return np.asarray(warped).clip(0, 1)
+
+
 def _paste_digit(
     rng: np.random.Generator,
     image: np.ndarray,
     split: str,
     large: bool,
     contrast_range: tuple[float, float],
+    jitter: bool = False,
 ) -> tuple[int, Box, float]:
     """Blend one digit into ``image`` inside one finest patch (small) or one cell (large)."""
     glyphs, labels = digits(split)
@@ -89,6 +117,8 @@ def _paste_digit(
         alpha = np.asarray(
             Image.fromarray(alpha).resize((side, side), Image.Resampling.BILINEAR)
         ).clip(0, 1)
+    if jitter:
+        alpha = _jittered(rng, alpha)
     tiles = SIZE // tile
     row, col = (int(rng.integers(tiles)) for _ in range(2))
     top, left = (t * tile + int(rng.integers(tile - side + 1)) for t in (row, col))
@@ -107,6 +137,7 @@ def scene(
     index: int,
     large: bool | None = None,
     contrast: tuple[float, float] = CONTRAST,
+    jitter: bool = False,
 ) -> Scene:
     """One scene; ``large`` defaults to ``index % 2 == 1`` (tests alternate sizes).
 
@@ -124,7 +155,7 @@ def scene(
     rng = _generator(split, variant, seed, index)
     big = index % 2 == 1 if large is None else large
     image = _crop(rng, split)
-    label, box, drawn = _paste_digit(rng, image, split, big, contrast)
+    label, box, drawn = _paste_digit(rng, image, split, big, contrast, jitter)
     if variant == "distractor":
         margin = Box(box.top - MARGIN, box.left - MARGIN, box.side + 2 * MARGIN)
         _distract(rng, image, margin)
@@ -158,6 +189,7 @@ def scenes(
     count: int,
     large_share: float = 0.5,
     contrast: tuple[float, float] = CONTRAST,
+    jitter: bool = False,
 ) -> SceneBatch:
     """``count`` scenes; a ``large_share`` of them large (evenly interleaved; 0.5 alternates).
 
@@ -170,7 +202,7 @@ def scenes(
     labels, boxes, contrasts, large = [], [], [], []
     for index in range(count):
         big = int((index + 1) * large_share) > int(index * large_share)
-        s = scene(split, variant, seed, index, big, contrast)
+        s = scene(split, variant, seed, index, big, contrast, jitter)
         images[index] = np.round(s.image * 255)
         labels.append(s.label)
         boxes.append((s.box.top, s.box.left, s.box.side))
