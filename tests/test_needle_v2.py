@@ -213,3 +213,16 @@ def test_one_command_at_smoke_size(tmp_path: Path) -> None:
     summary = json.loads((tmp_path / "out" / "results.json").read_text())
     assert set(summary["accuracy"]["plain"]) == {a.name for a in arms.ARMS}
     assert (tmp_path / "out" / "accuracy_vs_tokens.png").stat().st_size > 0
+
+
+def test_glyph_jitter_keeps_the_glyph_and_its_patch() -> None:
+    """Jittered training scenes draw the same glyph at the same size (then the map and the
+    position from the same generator), still inside one finest patch, with its ink there."""
+    for index in (0, 2, 4):
+        plain = scenes.scene("train", "plain", 0, index)
+        jittered = scenes.scene("train", "plain", 0, index, jitter=True)
+        assert (plain.label, plain.box.side) == (jittered.label, jittered.box.side)
+        top, left, side = jittered.box.top, jittered.box.left, jittered.box.side
+        assert top // 16 == (top + side - 1) // 16
+        assert left // 16 == (left + side - 1) // 16
+        assert not np.array_equal(plain.image, jittered.image)
