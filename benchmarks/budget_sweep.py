@@ -26,6 +26,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent / "needle"))
 
 from pyrtok.eval import SweepModel, sweep, write
+from pyrtok.vlm.testing import tiny_llava
 
 IMAGE, FIRST_DIGIT = 63, 7
 PROMPT = (1, IMAGE, 3, 4, 5)
@@ -46,41 +47,19 @@ METHODS = (
 
 def random_llava(seed: int = 0, layers: int = 8) -> torch.nn.Module:
     """A LLaVA with random weights: CLIP 256 px / 16 px patches (4 layers, width 128) + Llama
-    (``layers`` layers, width 256), SDPA attention."""
-    from transformers import (
-        CLIPVisionConfig,
-        LlamaConfig,
-        LlavaConfig,
-        LlavaForConditionalGeneration,
-    )
-
-    torch.manual_seed(seed)
-    vision = CLIPVisionConfig(
-        hidden_size=128,
-        intermediate_size=256,
-        num_hidden_layers=4,
-        num_attention_heads=4,
+    (``layers`` layers, width 256, 8 heads), SDPA attention."""
+    return tiny_llava(  # type: ignore[no-any-return]
+        IMAGE,
+        seed,
         image_size=256,
         patch_size=16,
+        vision_width=128,
+        vision_layers=4,
+        text_width=256,
+        text_layers=layers,
+        text_heads=8,
+        attention="sdpa",
     )
-    text = LlamaConfig(
-        vocab_size=64,
-        hidden_size=256,
-        intermediate_size=512,
-        num_hidden_layers=layers,
-        num_attention_heads=8,
-        num_key_value_heads=4,
-        max_position_embeddings=1024,
-    )
-    config = LlavaConfig(
-        vision_config=vision,
-        text_config=text,
-        image_token_id=IMAGE,
-        vision_feature_layer=-2,
-        vision_feature_select_strategy="default",
-        attn_implementation="sdpa",
-    )
-    return LlavaForConditionalGeneration(config).eval()
 
 
 def needle_items(

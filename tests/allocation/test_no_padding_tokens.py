@@ -82,3 +82,11 @@ def test_optimal_is_at_least_greedy_on_edge_geometries(height: int, width: int) 
         assert bool((total[0] >= total[1] - 1e-5).all())
         counts = sum((m & g.node_exists(d)).sum((1, 2)) for d, m in enumerate(best))
         assert counts.tolist() == [splits] * 3
+
+
+@settings(max_examples=40, deadline=None)
+@given(height=st.integers(32, 300), width=st.integers(32, 300))
+def test_forced_split_count_is_the_masks_count(height: int, width: int) -> None:
+    g = QuadtreeGeometry.create(height, width, 8, 32)
+    masks = sum(int(g.forced_splits(d).sum()) for d in range(g.depth))
+    assert g.num_forced_splits == masks

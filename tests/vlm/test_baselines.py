@@ -7,7 +7,7 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from transformers import CLIPVisionConfig, CLIPVisionModel
+from torch import nn
 
 from pyrtok.vlm import HierarchicalVLM
 from pyrtok.vlm.baselines import (
@@ -21,7 +21,7 @@ from pyrtok.vlm.baselines import (
     pool_budgets,
     visionzip_contextual,
 )
-from pyrtok.vlm.testing import tiny_llava
+from pyrtok.vlm.testing import tiny_clip, tiny_llava
 
 LLAVA = tiny_llava()
 TOWER = LLAVA.model.vision_tower
@@ -77,18 +77,8 @@ def test_downsample_pools_rectangular_grids_and_refuses_other_budgets() -> None:
         _vlm(DownsampleSelector(8)).encode_images(PIXELS)
 
 
-def _clip(attention: str) -> CLIPVisionModel:
-    config = CLIPVisionConfig(
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=3,
-        num_attention_heads=4,
-        image_size=32,
-        patch_size=8,
-        attn_implementation=attention,
-    )
-    torch.manual_seed(1)
-    return CLIPVisionModel(config).eval()
+def _clip(attention: str) -> nn.Module:
+    return tiny_clip(seed=1, layers=3, attention=attention)
 
 
 @pytest.mark.parametrize(("mode", "layer"), [("cls", -2), ("mean", -2), ("cls", 0)])
@@ -153,7 +143,7 @@ def test_contextual_tokens_add_each_target_the_mean_of_its_group() -> None:
 
 
 def _visionzip_reference(
-    clip: CLIPVisionModel, pixels: torch.Tensor, dominant_num: int, contextual_num: int
+    clip: nn.Module, pixels: torch.Tensor, dominant_num: int, contextual_num: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """VisionZip's CLIPVisionTower_VisionZip.forward (dvlab-research/VisionZip,
     visionzip/clip_encoder.py), line for line on eager attention weights, without the CLS

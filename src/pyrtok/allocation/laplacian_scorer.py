@@ -113,11 +113,11 @@ class LaplacianScorer:
         if geometry.depth == 0:
             return []
         if pyramid is None:
-            padded = pad_to_cells(images, geometry)
 
             def fused(start: int, stop: int) -> list[Tensor]:
+                padded = pad_to_cells(images[start:stop], geometry)  # per chunk: bounded memory
                 _, energy = laplacian_energy(
-                    padded[start:stop], min_patch, geometry.depth + 1, check_finite=False
+                    padded, min_patch, geometry.depth + 1, check_finite=False
                 )
                 return self._scores(energy, geometry)
 

@@ -135,10 +135,22 @@ class QuadtreeGeometry:
             >>> g = QuadtreeGeometry.create(48, 64, min_patch=16, max_patch=32)
             >>> g.forced_splits(0).int().tolist(), g.min_budget  # 2 cells + 4 roots of 16 px
             ([[0, 0], [1, 1]], 6)
+            >>> g.num_forced_splits
+            2
         """
-        size = self.node_size(d)
-        reaching = _block(self.grid(d), (-(-self.height // size), -(-self.width // size)), device)
+        reaching = _block(self.grid(d), self._reaching_grid(d), device)
         return reaching & ~self.node_exists(d, device)
+
+    def _reaching_grid(self, d: int) -> tuple[int, int]:
+        """``(rows, cols)`` of the top-left block of depth-``d`` nodes that reach into the image."""
+        size = self.node_size(d)
+        return -(-self.height // size), -(-self.width // size)
+
+    @property
+    def num_forced_splits(self) -> int:
+        """Forced splits over all depths (counted on the host: no device sync)."""
+        reaching = (self._reaching_grid(d) for d in range(self.depth))
+        return sum(rows * cols for rows, cols in reaching) - self.max_splits
 
     def _exist_count(self, d: int) -> int:
         rows, cols = self.existing_grid(d)

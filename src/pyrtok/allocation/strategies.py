@@ -121,13 +121,12 @@ def greedy_splits(scores: list[Tensor], geometry: QuadtreeGeometry, splits: int)
     if not scores:
         return []
     masks = node_masks(geometry, scores[0].device)
-    forced = sum(int(f.sum()) for _, f in masks)
     # Forced splits come first, nodes outside the image never (their scores are not read).
     scores = [
         torch.where(f, torch.inf, torch.where(e, score, -torch.inf))
         for score, (e, f) in zip(scores, masks, strict=True)
     ]
-    splits += forced
+    splits += geometry.num_forced_splits
     keys = greedy_keys(scores)
     order = torch.arange(keys[0].shape[1], device=keys[0].device).expand(keys[0].shape[0], -1)
     for key in reversed(keys):

@@ -32,13 +32,21 @@ def tiny_llama(vocab_size: int = 64, hidden_size: int = 32, layers: int = 2, see
 
 
 def tiny_clip(
-    hidden_size: int = 32, image_size: int = 32, patch_size: int = 8, seed: int = 0
+    hidden_size: int = 32,
+    image_size: int = 32,
+    patch_size: int = 8,
+    seed: int = 0,
+    *,
+    layers: int = 2,
+    attention: str = "eager",
 ) -> nn.Module:
-    """A ``CLIPVisionModel`` with random weights.
+    """A ``CLIPVisionModel`` with random weights (``attention``: ``"eager"`` or ``"sdpa"``).
 
     Examples:
         >>> tiny_clip().config.patch_size
         8
+        >>> tiny_clip(layers=3, attention="sdpa").config.num_hidden_layers
+        3
     """
     from transformers import CLIPVisionConfig, CLIPVisionModel
 
@@ -46,25 +54,43 @@ def tiny_clip(
     config = CLIPVisionConfig(  # type: ignore[call-arg]
         hidden_size=hidden_size,
         intermediate_size=2 * hidden_size,
-        num_hidden_layers=2,
+        num_hidden_layers=layers,
         num_attention_heads=4,
         image_size=image_size,
         patch_size=patch_size,
-        attn_implementation="eager",
+        attn_implementation=attention,
     )
     model: nn.Module = CLIPVisionModel(config).eval()  # type: ignore[no-untyped-call]
     return model
 
 
-def tiny_llava(image_token_id: int = 63, seed: int = 0, vision: str = "clip") -> Any:
+def tiny_llava(
+    image_token_id: int = 63,
+    seed: int = 0,
+    vision: str = "clip",
+    *,
+    image_size: int = 32,
+    patch_size: int = 8,
+    vision_width: int = 32,
+    vision_layers: int = 2,
+    text_width: int = 48,
+    text_layers: int = 2,
+    text_heads: int = 4,
+    attention: str = "eager",
+) -> Any:
     """A ``LlavaForConditionalGeneration``: Llama with a CLIP tower (feature layer -2, CLS
-    dropped) or, with ``vision="siglip"``, a SigLIP tower (no CLS: every token kept).
+    dropped) or, with ``vision="siglip"``, a SigLIP tower (no CLS: every token kept). The
+    keywords size it (MLP widths are twice the widths; the LM has ``text_heads // 2`` KV heads);
+    the defaults give the tests' tiny model.
 
     Examples:
         >>> tiny_llava().config.image_token_id
         63
         >>> tiny_llava(vision="siglip").config.vision_feature_select_strategy
         'full'
+        >>> big = tiny_llava(image_size=256, patch_size=16, text_layers=8, attention="sdpa")
+        >>> big.config.vision_config.image_size, big.config.text_config.num_hidden_layers
+        (256, 8)
     """
     from transformers import (
         CLIPVisionConfig,
@@ -79,20 +105,20 @@ def tiny_llava(image_token_id: int = 63, seed: int = 0, vision: str = "clip") ->
         raise ValueError(f"vision: expected one of {list(towers)}, got {vision!r}")
     torch.manual_seed(seed)
     tower = towers[vision](
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
+        hidden_size=vision_width,
+        intermediate_size=2 * vision_width,
+        num_hidden_layers=vision_layers,
         num_attention_heads=4,
-        image_size=32,
-        patch_size=8,
+        image_size=image_size,
+        patch_size=patch_size,
     )
     text = LlamaConfig(
         vocab_size=64,
-        hidden_size=48,
-        intermediate_size=96,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
+        hidden_size=text_width,
+        intermediate_size=2 * text_width,
+        num_hidden_layers=text_layers,
+        num_attention_heads=text_heads,
+        num_key_value_heads=text_heads // 2,
     )
     config = LlavaConfig(  # type: ignore[call-arg]
         vision_config=tower,
@@ -100,7 +126,7 @@ def tiny_llava(image_token_id: int = 63, seed: int = 0, vision: str = "clip") ->
         image_token_id=image_token_id,
         vision_feature_layer=-2,
         vision_feature_select_strategy="default" if vision == "clip" else "full",
-        attn_implementation="eager",
+        attn_implementation=attention,
     )
     return LlavaForConditionalGeneration(config).eval()  # type: ignore[no-untyped-call]
 
