@@ -5,14 +5,19 @@ fastv, pyramid_drop (in-LLM, matched in equivalent tokens), pyrtok_laplacian, py
 (MixedResolutionVLM). Columns: accuracy, visual and equivalent tokens, analytic encoder and LM
 prefill GFLOPs, measured prefill ms and decode ms/token (pyrtok.eval.sweep).
 
-Dataset: needle-in-image test scenes (benchmarks/needle/scenes.py; the digit is the answer).
+Dataset: needle v2 test scenes (benchmarks/needle_v2/scenes.py: unseen photos, unseen
+handwriting; the digit is the answer), large 40-56 px digits by default (``--large-share``).
 The harness takes any iterable of (image, prompt, answer): swap ``needle_items`` for another
-source. Model: a LLaVA (CLIP tower, Llama) built from a config with random weights sized like
-the needle geometry (256 px, 16 px patches: 256 ViT tokens), or ``--llava DIR`` for a local
-checkpoint (the prompt ids then follow its tokenizer: give them with ``--prompt``).
+source. Model: :func:`needle_llava` (CLIP tower 4 layers width 128 at 256 px / 16 px patches,
+256 ViT tokens; Llama 4 layers width 128; SDPA), with the weights that
+benchmarks/train_needle_llava.py trained (``--llava .needle/llava/model``), or random weights
+without ``--llava`` (a smoke run: the accuracy column is then at chance). ``PROMPT`` and
+``FIRST_DIGIT`` are the prompt and answer ids both scripts use.
 
 Run (the numbers in docs/benchmarks.md):
-    nice -n 10 python benchmarks/budget_sweep.py --samples 48 --batch 1 --out /tmp/budget_sweep
+    python benchmarks/train_needle_llava.py --out .needle/llava
+    nice -n 10 python benchmarks/budget_sweep.py --llava .needle/llava/model --samples 200 \\
+        --batch 1 --out /tmp/budget_sweep
 """
 
 from __future__ import annotations
@@ -23,7 +28,9 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent / "needle"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from needle_v2.scenes import VARIANTS, scenes
 
 from pyrtok.eval import SweepModel, sweep, write
 from pyrtok.vlm.testing import tiny_llava
@@ -45,9 +52,14 @@ METHODS = (
 )
 
 
-def random_llava(seed: int = 0, layers: int = 8) -> torch.nn.Module:
-    """A LLaVA with random weights: CLIP 256 px / 16 px patches (4 layers, width 128) + Llama
-    (``layers`` layers, width 256, 8 heads), SDPA attention."""
+def needle_llava(seed: int = 0) -> torch.nn.Module:
+    """The sweep's LLaVA with random weights (``seed``): CLIP 256 px / 16 px patches (4 layers,
+    width 128) + Llama (4 layers, width 128, 4 heads), SDPA attention.
+
+    Examples:
+        >>> needle_llava().config.text_config.num_hidden_layers
+        4
+    """
     return tiny_llava(  # type: ignore[no-any-return]
         IMAGE,
         seed,
@@ -55,24 +67,28 @@ def random_llava(seed: int = 0, layers: int = 8) -> torch.nn.Module:
         patch_size=16,
         vision_width=128,
         vision_layers=4,
-        text_width=256,
-        text_layers=layers,
-        text_heads=8,
+        text_width=128,
+        text_layers=4,
+        text_heads=4,
         attention="sdpa",
     )
 
 
 def needle_items(
-    count: int, variant: str, seed: int
+    count: int, variant: str, seed: int, large_share: float = 1.0
 ) -> list[tuple[torch.Tensor, torch.Tensor, int]]:
-    """Needle test scenes as ``(image [0, 1], prompt ids, answer id)``."""
-    from scenes import scenes
+    """Needle v2 test scenes as ``(image [0, 1], prompt ids, answer id)``.
 
-    images, labels, _ = scenes("test", variant, 1000 + seed, count)
+    Examples:
+        >>> image, prompt, answer = needle_items(1, "plain", seed=0)[0]
+        >>> tuple(image.shape), prompt.tolist(), FIRST_DIGIT <= answer < FIRST_DIGIT + 10
+        ((3, 256, 256), [1, 63, 3, 4, 5], True)
+    """
+    batch = scenes("test", variant, seed, count, large_share)
     prompt = torch.tensor(PROMPT)
     return [
         (image.float() / 255, prompt, int(label) + FIRST_DIGIT)
-        for image, label in zip(images, labels, strict=True)
+        for image, label in zip(batch.images, batch.labels, strict=True)
     ]
 
 
@@ -81,7 +97,10 @@ def main(argv: list[str] | None = None) -> None:
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
     )
     parser.add_argument("--samples", type=int, default=64)
-    parser.add_argument("--variant", default="plain", choices=("plain", "distractor"))
+    parser.add_argument("--variant", default="plain", choices=VARIANTS)
+    parser.add_argument(
+        "--large-share", type=float, default=1.0, help="share of large (40-56 px) digits"
+    )
     parser.add_argument("--budgets", type=int, nargs="+", default=[64, 128, 192])
     parser.add_argument("--methods", nargs="+", default=list(METHODS))
     parser.add_argument("--batch", type=int, default=16)
@@ -96,15 +115,19 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     if args.llava is None:
-        llava = random_llava(args.seed)
+        llava = needle_llava(args.seed)
     else:
         from transformers import LlavaForConditionalGeneration
 
         llava = LlavaForConditionalGeneration.from_pretrained(args.llava).eval()
     model = SweepModel(llava.to(args.device), fastv_layer=args.fastv_layer, seed=args.seed)
-    data = needle_items(args.samples, args.variant, args.seed)
+    data = needle_items(args.samples, args.variant, args.seed, args.large_share)
     result = sweep(model, data, args.methods, args.budgets, args.batch, args.seed)
-    result.config |= {"dataset": f"needle {args.variant} test scenes", "device": args.device}
+    result.config |= {
+        "dataset": f"needle v2 {args.variant} test scenes, large share {args.large_share}",
+        "model": "random weights" if args.llava is None else str(args.llava),
+        "device": args.device,
+    }
     write(result, args.out)
     print((args.out / "results.md").read_text())
 
