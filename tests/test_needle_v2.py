@@ -226,3 +226,86 @@ def test_glyph_jitter_keeps_the_glyph_and_its_patch() -> None:
         assert top // 16 == (top + side - 1) // 16
         assert left // 16 == (left + side - 1) // 16
         assert not np.array_equal(plain.image, jittered.image)
+
+
+@pytest.mark.parametrize("variant", scenes.VARIANTS)
+def test_training_canvases_hold_one_digit_per_cell_and_keep_clutter_off(variant: str) -> None:
+    """Every digit of a canvas sits in its own cell (inside one finest patch when small), the
+    node labels find each digit whole on exactly its nodes, and the clutter leaves every digit's
+    margin untouched (the canvas without clutter has the same pixels there)."""
+    batch = scenes.canvases("train", variant, seed=0, start=0, count=4)
+    present = batch.labels >= 0
+    assert ((present.sum(1) >= scenes.CANVAS_DIGITS[0]) & (present.sum(1) <= 10)).all()
+    labels = reader.node_labels(batch)
+    for row in range(4):
+        slots = present[row].nonzero().flatten().tolist()
+        cells = labels[0][row].flatten()
+        assert cells[slots].tolist() == batch.labels[row, slots].tolist()
+        assert (cells[[s for s in range(16) if s not in slots]] == reader.NONE).all()
+        small = [s for s in slots if int(batch.boxes[row, s, 2]) <= scenes.SMALL[1]]
+        assert int((labels[2][row] != reader.NONE).sum()) == len(small)
+    if variant == "distractor":
+        plain, placed = scenes.canvas("train", "distractor", 0, 0)
+        rng = scenes._generator("train", "distractor", 0, 0, "/canvas")
+        clean = _crop(rng, "train")
+        count = int(rng.integers(scenes.CANVAS_DIGITS[0], scenes.CANVAS_DIGITS[1] + 1))
+        for flat in rng.permutation(16)[:count]:
+            large = bool(rng.random() < 0.3)
+            scenes._paste_digit(
+                rng, clean, "train", large, scenes.TRAIN_CONTRAST, True, (flat // 4, flat % 4)
+            )
+        assert not np.array_equal(clean, plain)  # the clutter is there
+        for _, box in placed:
+            m = scenes.MARGIN
+            region = np.s_[
+                max(0, box.top - m) : box.top + box.side + m,
+                max(0, box.left - m) : box.left + box.side + m,
+            ]
+            assert np.array_equal(clean[region], plain[region])
+
+
+def test_hard_negatives_are_the_most_suspicious_other_views() -> None:
+    """With a suspicion score, every digit and fragment view is kept, and of four times
+    ``others`` candidates a random quarter and the quarter the score ranks highest among the
+    rest."""
+    batch = scenes.canvases("train", "plain", seed=1, start=0, count=2)
+
+    def brightness(views: torch.Tensor) -> torch.Tensor:
+        return views.mean(dim=(1, 2, 3))
+
+    *_, kinds = reader.training_views(batch, 8, torch.Generator().manual_seed(0))
+    hard_views, _, hard_kinds = reader.training_views(
+        batch, 8, torch.Generator().manual_seed(0), brightness
+    )
+    assert int((hard_kinds != reader.OTHER).sum()) == int((kinds != reader.OTHER).sum())
+    others = hard_views[hard_kinds == reader.OTHER]
+    assert 16 <= len(others) <= 48  # 8 random + 8 hard per canvas, drawn with noise
+    scores = brightness(others)
+    hardest = scores[len(others) // 2 :]
+    assert torch.equal(hardest, hardest.sort(descending=True).values)
+
+
+def test_progressive_ladder_counts_every_token_sent_and_stops_when_sure(
+    batch: scenes.SceneBatch,
+) -> None:
+    """A reader sure of each digit only on the node holding it: large digits stop at the first
+    rung (16 tokens); a small digit climbs until its finest token is sent; tokens sent grow
+    with each rung and reach 256 plus the split parents on the last."""
+    from needle_v2 import progressive
+
+    perfect = [
+        torch.nn.functional.one_hot(labels, reader.NONE + 1)[..., : reader.NONE].float()
+        for labels in reader.node_labels(batch)
+    ]
+    for d in (0, 1):
+        perfect[d][~batch.large] = 0
+    uniform = arms.ARMS[0]
+    visible = uniform.visible(batch, list(progressive.LADDER))
+    out = progressive.ladder_outcomes(perfect, visible, batch.labels, "max")
+    assert out["tokens"][0].tolist() == [16] * len(batch)
+    assert (out["tokens"].diff(dim=0) > 0).all()
+    assert ((out["tokens"][-1] > 256) & (out["tokens"][-1] <= 336)).all()
+    right, tokens = progressive.stop(out, 0.5)
+    assert right.all()
+    assert (tokens[batch.large] == 16).all()
+    assert (tokens[~batch.large] > 16).all()

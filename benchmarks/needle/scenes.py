@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -135,8 +136,8 @@ def _paste_digit(rng: np.random.Generator, scene: np.ndarray, split: str) -> tup
     return int(labels[pick]), Box(top, left, side)
 
 
-def _distract(rng: np.random.Generator, scene: np.ndarray, avoid: Box) -> None:
-    """4 texture patches and 3 scribbles, none over the digit."""
+def _distract(rng: np.random.Generator, scene: np.ndarray, avoid: Box | Sequence[Box]) -> None:
+    """4 texture patches and 3 scribbles, none over the digit (or over any of ``avoid``)."""
     for _ in range(4):
         texture = textures()[rng.integers(len(TEXTURES))]
         side = int(rng.integers(24, 57))
@@ -158,10 +159,11 @@ def _distract(rng: np.random.Generator, scene: np.ndarray, avoid: Box) -> None:
     _blend(scene, alpha, ink, 0, 0)
 
 
-def _free_spot(rng: np.random.Generator, side: int, avoid: Box) -> tuple[int, int]:
+def _free_spot(rng: np.random.Generator, side: int, avoid: Box | Sequence[Box]) -> tuple[int, int]:
+    boxes = [avoid] if isinstance(avoid, Box) else avoid
     while True:
         top, left = (int(rng.integers(SIZE - side + 1)) for _ in range(2))
-        if not avoid.overlaps(top, left, side):
+        if not any(box.overlaps(top, left, side) for box in boxes):
             return top, left
 
 

@@ -17,12 +17,14 @@ import torch
 from torch import Tensor
 
 from .arms import ARMS, BUDGETS
+from .progressive import LADDER_ARMS, THRESHOLDS, stop
 from .stats import paired
 
 CONTRAST_BINS = 0.04
 GOAL_FULL = 90.0
 GOAL_RANGE = 10.0
 GOAL_GAIN = 10.0
+GOAL_PROGRESSIVE = 1.0  # points below the finest budget, at <= half its visual tokens
 ALPHA = 0.05
 
 Run = dict[str, Any]
@@ -181,6 +183,41 @@ def goals(runs: list[Run]) -> list[str]:
     return lines
 
 
+def progressive_table(runs: list[Run]) -> list[str]:
+    """Accuracy and mean visual tokens per stopping threshold of each ladder arm (seeds pooled),
+    the fixed finest budget first, and the goal line."""
+    finest = BUDGETS[-1]
+    reference = _mean_accuracy(runs, "uniform", finest)
+    lines = [
+        "| ladder | threshold | accuracy % | small % | large % | mean visual tokens |",
+        "|---|---:|---:|---:|---:|---:|",
+        f"| fixed ({finest} tokens) | - | {reference:.1f} | "
+        f"{_mean_accuracy_subset(runs, 'uniform', finest, 'small'):.1f} | "
+        f"{_mean_accuracy_subset(runs, 'uniform', finest, 'large'):.1f} | {finest} |",
+    ]
+    met = []
+    for arm in LADDER_ARMS:
+        for threshold in THRESHOLDS:
+            outcomes = [stop(r[f"ladder/{arm}"], threshold) for r in runs]
+            right = torch.cat([o[0] for o in outcomes]).float()
+            tokens = torch.cat([o[1] for o in outcomes]).float().mean().item()
+            large = torch.cat([r["scenes"]["large"] for r in runs])
+            accuracy = 100 * right.mean().item()
+            lines.append(
+                f"| {arm} | {threshold} | {accuracy:.1f} | {100 * right[~large].mean():.1f} | "
+                f"{100 * right[large].mean():.1f} | {tokens:.1f} |"
+            )
+            if accuracy >= reference - GOAL_PROGRESSIVE and tokens <= finest / 2:
+                met.append(f"{arm} at {threshold} ({accuracy:.1f} %, {tokens:.1f} tokens)")
+    lines += [
+        "",
+        f"- progressive within {GOAL_PROGRESSIVE:.0f} point of the fixed {finest} tokens "
+        f"({reference:.1f} %) at <= {finest // 2} mean visual tokens: "
+        + ("**met**: " + ", ".join(met) if met else "**failed**"),
+    ]
+    return lines
+
+
 def write_report(
     runs: list[Run], calibration: dict[str, list[Any]], meta: dict[str, Any], out: Path
 ) -> None:
@@ -214,6 +251,9 @@ def write_report(
         lines += [*paired_table(chosen), ""]
         lines += [f"**Full detail ({BUDGETS[-1]} tokens) by size and contrast** (scenes)", ""]
         lines += [*bins_table(chosen, BUDGETS[-1]), ""]
+        if all(f"ladder/{arm}" in r for r in chosen for arm in LADDER_ARMS):
+            lines += ["**Progressive: the quadtree ladder, stopping when sure**", ""]
+            lines += [*progressive_table(chosen), ""]
         summary[variant] = {
             arm.name: {
                 which: {b: _mean_accuracy_subset(chosen, arm.name, b, which) for b in BUDGETS}

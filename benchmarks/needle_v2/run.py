@@ -2,9 +2,10 @@
 
 Stages (each writes its result under ``--checkpoints`` and is skipped when that file exists):
 
-1. ``reader``: per seed, train the local token reader on training scenes (train split, both
-   variants, 30 % large digits, contrast ``TRAIN_CONTRAST``, glyphs jittered by a random affine
-   map); frozen afterwards.
+1. ``reader``: per seed, train the local token reader on freshly rendered training canvases
+   (:func:`scenes.canvas`: train split, both variants, 4-10 digits per canvas, 30 % large,
+   contrast ``TRAIN_CONTRAST``, glyphs jittered by a random affine map), with hard negatives
+   (:func:`reader.training_views`); frozen afterwards.
 2. ``calibrate`` (seed 0's reader, before any allocator): the crop-oracle check -- accuracy on
    the ground-truth digit views of small digits at full, half and quarter resolution, per
    contrast bin of the wide ``CALIBRATION_CONTRAST`` (test photos and glyphs, scene seed 2000,
@@ -32,6 +33,7 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -42,10 +44,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from needle_v2.arms import ARMS, BUDGETS
 from needle_v2.controls import hits
+from needle_v2.progressive import LADDER_ARMS, ladder_outcomes
 from needle_v2.reader import (
     NONE,
     RULES,
+    TUNE_SHARES,
     Reader,
+    Views,
     answer,
     contains,
     node_views,
@@ -54,40 +59,51 @@ from needle_v2.reader import (
     training_views,
 )
 from needle_v2.report import calibration_table, write_report
-from needle_v2.scenes import CALIBRATION_CONTRAST, TRAIN_CONTRAST, VARIANTS, SceneBatch, scenes
+from needle_v2.scenes import CALIBRATION_CONTRAST, VARIANTS, SceneBatch, canvases, scenes
 
 
 @dataclass(frozen=True)
 class Config:
     """Sizes of one run."""
 
-    train_scenes: int  # per variant
     steps: int
     batch: int
     lr: float
-    others: int  # random non-digit views per training scene
+    tune_steps: int  # second phase: more no-digit views per batch (reader.TUNE_SHARES)
+    tune_lr: float
+    canvases: int  # training canvases per rendered chunk (a new chunk every 8 steps)
+    others: int  # other (no digit) views per training canvas, plus as many hard negatives
     calibration_scenes: int  # per variant
     test_scenes: int  # per variant and seed
 
 
 CONFIGS = {
-    "full": Config(6000, 4000, 256, 3e-3, 8, 2000, 1000),
-    "reduced": Config(3000, 900, 256, 3e-3, 8, 600, 400),
-    "smoke": Config(16, 4, 32, 1e-3, 4, 8, 8),
+    "full": Config(8000, 256, 3e-3, 3000, 1e-3, 32, 24, 2000, 1000),
+    "reduced": Config(4000, 256, 3e-3, 1500, 1e-3, 32, 24, 600, 400),
+    "smoke": Config(4, 32, 1e-3, 2, 1e-3, 2, 4, 8, 8),
 }
 
 
-def _train_batch(config: Config, seed: int) -> tuple[torch.Tensor, ...]:
+def _renderer(config: Config, seed: int) -> Callable[[int, Reader], Views]:
+    """Chunk ``c`` of the reader's training views: ``config.canvases`` new training canvases
+    (variants alternating by chunk), each digit's views, its fragments, ``config.others`` random
+    views without a digit and as many that the reader now finds most digit-like."""
     generator = torch.Generator().manual_seed(seed)
-    parts = [
-        training_views(
-            scenes("train", v, seed, config.train_scenes, 0.3, TRAIN_CONTRAST, jitter=True),
-            config.others,
-            generator,
-        )
-        for v in VARIANTS
-    ]
-    return tuple(torch.cat(column) for column in zip(*parts, strict=True))
+
+    def render(chunk: int, reader: Reader) -> Views:
+        variant = VARIANTS[chunk % len(VARIANTS)]
+        start = chunk // len(VARIANTS) * config.canvases
+        batch = canvases("train", variant, seed, start, config.canvases)
+        device = next(reader.parameters()).device
+
+        @torch.no_grad()
+        def suspicion(views: torch.Tensor) -> torch.Tensor:
+            digit = [1 - reader(v.to(device)).softmax(-1)[:, NONE] for v in views.split(4096)]
+            return torch.cat(digit).cpu()
+
+        return training_views(batch, config.others, generator, suspicion)
+
+    return render
 
 
 def reader_for(seed: int, config: Config, folder: Path, device: str) -> Reader:
@@ -99,15 +115,29 @@ def reader_for(seed: int, config: Config, folder: Path, device: str) -> Reader:
         reader.load_state_dict(torch.load(path, map_location=device, weights_only=True))
         return reader.eval()
     start = time.perf_counter()
-    views, labels, kinds = _train_batch(config, seed)
-    accuracy = train_reader(
-        reader, views, labels, kinds, config.steps, config.batch, config.lr, seed
-    )
     folder.mkdir(parents=True, exist_ok=True)
+    first = path.with_name(f"reader-seed{seed}-first.pt")
+    render = _renderer(config, seed)
+    chunks = 4 + (config.steps - 1) // 8
+    if first.exists():  # resume at the second phase
+        reader.load_state_dict(torch.load(first, map_location=device, weights_only=True))
+    else:
+        train_reader(reader, render, config.steps, config.batch, config.lr, seed)
+        torch.save(reader.state_dict(), first)
+    accuracy = train_reader(
+        reader,
+        lambda chunk, now: render(chunks + chunk, now),
+        config.tune_steps,
+        config.batch,
+        config.tune_lr,
+        seed + 1,
+        shares=TUNE_SHARES,
+    )
     torch.save(reader.state_dict(), path)
+    chunks += 4 + (config.tune_steps - 1) // 8
     record = {
         "train_accuracy": accuracy,
-        "views": len(labels),
+        "canvases": chunks * config.canvases,
         "seconds": time.perf_counter() - start,
     }
     path.with_suffix(".json").write_text(json.dumps(record))
@@ -185,7 +215,9 @@ def evaluate(
     batch: SceneBatch | None = None
     probabilities: list[torch.Tensor] | None = None
     for arm in ARMS:
-        if arm.name in done:
+        ladder = f"ladder/{arm.name}"
+        wants_ladder = arm.name in LADDER_ARMS and ladder not in done
+        if arm.name in done and not wants_ladder:
             continue
         if batch is None:
             batch = scenes("test", variant, 1000 + seed, config.test_scenes)
@@ -206,6 +238,8 @@ def evaluate(
             }
             for b, v in visible.items()
         }
+        if wants_ladder:
+            done[ladder] = ladder_outcomes(probabilities, visible, batch.labels, rule)
         torch.save(done, path)
     return done
 

@@ -74,8 +74,10 @@ class Scene:
     large: bool
 
 
-def _generator(split: str, variant: str, seed: int, index: int) -> np.random.Generator:
-    key = zlib.crc32(f"v2/{split}/{variant}".encode())
+def _generator(
+    split: str, variant: str, seed: int, index: int, kind: str = ""
+) -> np.random.Generator:
+    key = zlib.crc32(f"v2/{split}/{variant}{kind}".encode())
     return np.random.default_rng([key, seed, index])
 
 
@@ -105,8 +107,10 @@ def _paste_digit(
     large: bool,
     contrast_range: tuple[float, float],
     jitter: bool = False,
+    cell: tuple[int, int] | None = None,
 ) -> tuple[int, Box, float]:
-    """Blend one digit into ``image`` inside one finest patch (small) or one cell (large)."""
+    """Blend one digit into ``image`` inside one finest patch (small) or one cell (large), in
+    the 64 px ``cell`` (row, column) when given."""
     glyphs, labels = digits(split)
     pick = int(rng.integers(len(glyphs)))
     low, high = LARGE if large else SMALL
@@ -119,8 +123,11 @@ def _paste_digit(
         ).clip(0, 1)
     if jitter:
         alpha = _jittered(rng, alpha)
-    tiles = SIZE // tile
-    row, col = (int(rng.integers(tiles)) for _ in range(2))
+    if cell is None:
+        row, col = (int(rng.integers(SIZE // tile)) for _ in range(2))
+    else:
+        per_cell = MAX_PATCH // tile
+        row, col = (c * per_cell + int(rng.integers(per_cell)) for c in cell)
     top, left = (t * tile + int(rng.integers(tile - side + 1)) for t in (row, col))
     local = image[top : top + side, left : left + side].mean(axis=(0, 1))
     contrast = float(rng.uniform(*contrast_range))
@@ -215,3 +222,79 @@ def scenes(
         torch.tensor(contrasts, dtype=torch.float32),
         torch.tensor(large, dtype=torch.bool),
     )
+
+
+CANVAS_DIGITS = (4, 10)
+"""How many digits a reader-training canvas holds (at most 10 of the 16 cells, so the
+distractors always find a free spot: any empty cell has room for the largest one)."""
+
+
+def canvas(
+    split: str,
+    variant: str,
+    seed: int,
+    index: int,
+    large_share: float = 0.3,
+    contrast: tuple[float, float] = TRAIN_CONTRAST,
+) -> tuple[np.ndarray, list[tuple[int, Box]]]:
+    """A reader-*training* canvas: a photo crop with ``CANVAS_DIGITS`` jittered digits, each in
+    its own 64 px cell (small or, with probability ``large_share``, large; contrast drawn per
+    digit), distractors kept clear of all of them. Returns the image ``(256, 256, 3)`` float32
+    and ``(label, box)`` per digit. Several digits per scene give the reader ~10x more digit
+    views per rendered scene; every node still holds at most one digit, and a node's view is
+    local, so the views are distributed as in one-digit scenes.
+
+    Examples:
+        >>> image, placed = canvas("train", "distractor", seed=0, index=0)
+        >>> image.shape, 4 <= len(placed) <= 10
+        ((256, 256, 3), True)
+        >>> len({(box.top // 64, box.left // 64) for _, box in placed}) == len(placed)
+        True
+    """
+    rng = _generator(split, variant, seed, index, "/canvas")
+    image = _crop(rng, split)
+    cells = SIZE // MAX_PATCH
+    count = int(rng.integers(CANVAS_DIGITS[0], CANVAS_DIGITS[1] + 1))
+    placed = []
+    for flat in rng.permutation(cells * cells)[:count]:
+        large = bool(rng.random() < large_share)
+        where = (int(flat) // cells, int(flat) % cells)
+        label, box, _ = _paste_digit(rng, image, split, large, contrast, True, where)
+        placed.append((label, box))
+    if variant == "distractor":
+        margins = [Box(b.top - MARGIN, b.left - MARGIN, b.side + 2 * MARGIN) for _, b in placed]
+        _distract(rng, image, margins)
+    return image, placed
+
+
+@dataclass(frozen=True)
+class CanvasBatch:
+    """Training canvases as tensors, one slot per cell: ``images`` ``(N, 3, 256, 256)`` uint8,
+    ``labels`` ``(N, 16)`` int64 (-1 where the cell holds no digit), ``boxes`` ``(N, 16, 3)``
+    int64 ``(top, left, side)`` (zeros where empty)."""
+
+    images: Tensor
+    labels: Tensor
+    boxes: Tensor
+
+
+def canvases(split: str, variant: str, seed: int, start: int, count: int) -> CanvasBatch:
+    """Canvases ``start .. start + count - 1`` of :func:`canvas` (defaults) as one batch.
+
+    Examples:
+        >>> batch = canvases("train", "plain", seed=0, start=0, count=2)
+        >>> tuple(batch.boxes.shape), bool(((batch.labels >= 0).sum(1) >= 4).all())
+        ((2, 16, 3), True)
+    """
+    cells = SIZE // MAX_PATCH
+    images = np.empty((count, SIZE, SIZE, 3), dtype=np.uint8)
+    labels = torch.full((count, cells * cells), -1, dtype=torch.int64)
+    boxes = torch.zeros(count, cells * cells, 3, dtype=torch.int64)
+    for row in range(count):
+        image, placed = canvas(split, variant, seed, start + row)
+        images[row] = np.round(image * 255)
+        for label, box in placed:
+            slot = box.top // MAX_PATCH * cells + box.left // MAX_PATCH
+            labels[row, slot] = label
+            boxes[row, slot] = torch.tensor((box.top, box.left, box.side))
+    return CanvasBatch(torch.from_numpy(images).permute(0, 3, 1, 2).contiguous(), labels, boxes)
