@@ -31,8 +31,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from needle_v2.scenes import VARIANTS, scenes
+from needle_v2.stats import paired
 
-from pyrtok.eval import SweepModel, sweep, write
+from pyrtok.eval import SweepModel, SweepResult, sweep, write
 from pyrtok.vlm.testing import tiny_llava
 
 IMAGE, FIRST_DIGIT = 63, 7
@@ -92,6 +93,42 @@ def needle_items(
     ]
 
 
+def paired_table(result: SweepResult, reference: str) -> str:
+    """Markdown: every other cell against ``reference`` on the same scenes (at the same budget;
+    ``"full"`` at its one budget): accuracy difference in points with its paired bootstrap
+    95 % interval, the scenes only one of the two reads, McNemar's exact p.
+
+    Examples:
+        >>> from pyrtok.eval.sweep import SweepResult
+        >>> cells = [("full", 64, [True, True]), ("random", 64, [True, False])]
+        >>> result = SweepResult(samples=[{"method": m, "budget": b, "index": i, "correct": c}
+        ...     for m, b, marks in cells for i, c in enumerate(marks)])
+        >>> print(paired_table(result, "full").splitlines()[-1])
+        | random | 64 | -50.0 [-100.0, +0.0] | 0 | 1 | 1 |
+    """
+    cells = list(dict.fromkeys((s["method"], s["budget"]) for s in result.samples))
+    budgets = {budget for method, budget in cells if method == reference}
+    lines = [
+        f"| method | budget | vs {reference}, points [95 % CI] | only method | only "
+        f"{reference} | McNemar p |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for method, budget in cells:
+        if method == reference:
+            continue
+        against = budget if reference != "full" else min(budgets, default=budget)
+        if against not in budgets:
+            continue
+        mine = torch.tensor(result.paired(method, budget))
+        theirs = torch.tensor(result.paired(reference, against))
+        gain = paired(mine, theirs)
+        lines.append(
+            f"| {method} | {budget} | {gain.difference:+.1f} [{gain.low:+.1f}, {gain.high:+.1f}] "
+            f"| {gain.a_only} | {gain.b_only} | {gain.p_value:.2g} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
@@ -129,7 +166,10 @@ def main(argv: list[str] | None = None) -> None:
         "device": args.device,
     }
     write(result, args.out)
+    tables = [paired_table(result, reference) for reference in ("full", "pyrtok_laplacian")]
+    (args.out / "paired.md").write_text("\n".join(tables))
     print((args.out / "results.md").read_text())
+    print("\n".join(tables))
 
 
 if __name__ == "__main__":

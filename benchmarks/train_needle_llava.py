@@ -15,15 +15,23 @@ scenes of seed ``seed`` (training photos and glyphs, new crops and jitter) and a
 test-split scenes (unseen photos and handwriting, the sweep's seed 0).
 
 The answer loss alone does not train this model from scratch on a CPU budget (issue #7's
-record: loss stuck at ln 10 for 1000 steps), so a per-token auxiliary loss (weight
-``--token-loss``) teaches the encoder where the digit is: a linear head on the features the
-projector reads (CLIP layer ``vision_feature_layer``, CLS dropped) predicts, for every 16 px
-token, the digit when its box covers at least ``COVER`` of the patch, else "background" (the
-two groups' mean losses are averaged). The head is thrown away; the saved model is a plain
-LLaVA. AdamW, one-cycle cosine schedule, gradient clipping at 1, one torch thread.
+record: loss stuck at ln 10 for 1000 steps), so an auxiliary token loss (weight
+``--token-loss``) teaches the encoder the digit: a linear head on the features the projector
+reads (CLIP layer ``vision_feature_layer``, CLS dropped) gives each 16 px token a "digit here"
+logit (binary cross-entropy, digit and background tokens weighted equally; a token is a digit
+token when the box covers at least ``COVER`` of it) and 10 class logits whose mean over the
+digit tokens must name the digit (cross-entropy): the same pooling the LM's attention can do.
+Stage 1 (``--encoder-steps``) trains the tower and head alone on it (twice the samples per
+second), stage 2 every weight on answer + token loss, each stage with a fresh AdamW and a
+one-cycle cosine schedule, gradients clipped at 1, one torch thread. The head is not part of
+the saved model: a plain LLaVA.
 
-Writes ``OUT/model`` (``save_pretrained``) and ``OUT/train.json`` (settings, steps, samples,
-seconds, train accuracy over the last 10 % of steps, held-out accuracies).
+``--init DIR`` continues from an earlier run's ``DIR`` (its model, and its head when saved);
+give it another ``--seed`` so its scenes are new.
+
+Writes ``OUT/model`` (``save_pretrained``), ``OUT/head.pt`` and ``OUT/train.json`` (settings,
+steps, samples, seconds, train accuracy over the last 10 % of the joint steps, held-out
+accuracies).
 
 Run (the model in docs/benchmarks.md):
     nice -n 10 python benchmarks/train_needle_llava.py --steps 2000 --out .needle/llava
@@ -35,7 +43,7 @@ import argparse
 import json
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -87,6 +95,34 @@ def token_targets(boxes: Tensor, labels: Tensor, side: int, patch: int = PATCH) 
     cover = overlap(top)[:, :, None] * overlap(left)[:, None, :] / patch**2
     digit = cover.flatten(1) >= COVER
     return torch.where(digit, labels[:, None], torch.full_like(digit, BACKGROUND, dtype=torch.long))
+
+
+def fade_background(batch: SceneBatch, alpha: float) -> SceneBatch:
+    """The scenes with everything outside the digit's box blended towards the image's mean
+    colour: ``alpha = 0`` a flat background, ``1`` the scene itself (a curriculum).
+
+    Examples:
+        >>> from needle_v2.scenes import scenes
+        >>> batch = scenes("train", "plain", seed=0, count=1, large_share=1.0)
+        >>> flat = fade_background(batch, 0.0).images[0]
+        >>> top, left, side = batch.boxes[0].tolist()
+        >>> inside = flat[:, top : top + side, left : left + side]
+        >>> bool((inside == batch.images[0, :, top : top + side, left : left + side]).all())
+        True
+        >>> len(flat[:, 0 if top else -1].flatten(1).unique(dim=1).T)  # a flat row
+        1
+    """
+    if alpha >= 1:
+        return batch
+    images = batch.images.float()
+    side = images.shape[-1]
+    row, column = torch.arange(side)[:, None], torch.arange(side)[None]
+    top, left, size = (batch.boxes[:, i, None, None] for i in range(3))
+    inside = (row >= top) & (row < top + size) & (column >= left) & (column < left + size)
+    fill = images.mean((2, 3), keepdim=True)
+    faded = alpha * images + (1 - alpha) * fill
+    blended = torch.where(inside[:, None], images, faded).round().to(torch.uint8)
+    return replace(batch, images=blended)
 
 
 @dataclass
@@ -201,6 +237,8 @@ def stage(
             TRAIN_CONTRAST,
             jitter=True,
         )
+        if answer and args.fade:
+            batch = fade_background(batch, (step - first) / (args.fade * steps))
         trainer.llava.train()
         out = trainer.loss(batch, args.token_loss, answer)
         optimiser.zero_grad(set_to_none=True)
@@ -225,7 +263,14 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
             f">= 1, got {args.steps}, {args.encoder_steps}, {args.batch}"
         )
     torch.manual_seed(args.seed)
-    trainer = Trainer.build(needle_llava(args.seed))
+    if args.init is None:
+        trainer = Trainer.build(needle_llava(args.seed))
+    else:
+        from transformers import LlavaForConditionalGeneration
+
+        trainer = Trainer.build(LlavaForConditionalGeneration.from_pretrained(args.init / "model"))
+        if (args.init / "head.pt").exists():
+            trainer.head.load_state_dict(torch.load(args.init / "head.pt"))
     began = time.perf_counter()
     if args.encoder_steps:
         stage(trainer, args, 0, args.encoder_steps, answer=False)
@@ -248,6 +293,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         "torch": torch.__version__,
     }
     trainer.llava.save_pretrained(args.out / "model")
+    torch.save(trainer.head.state_dict(), args.out / "head.pt")
     (args.out / "train.json").write_text(json.dumps(record, indent=2) + "\n")
     return record
 
@@ -264,6 +310,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument(
         "--encoder-steps", type=int, default=0, help="first steps: tower + token head only"
     )
+    parser.add_argument(
+        "--fade",
+        type=float,
+        default=0.0,
+        help="share of the joint steps over which backgrounds fade in from flat (0: none)",
+    )
     parser.add_argument("--large-share", type=float, default=1.0)
     parser.add_argument("--variant", default="plain", choices=VARIANTS)
     parser.add_argument("--heldout", type=int, default=512, help="held-out scenes per split")
@@ -271,6 +323,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--log", type=int, default=50, help="print every N steps (0: never)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", type=Path, default=Path(".needle/llava"))
+    parser.add_argument(
+        "--init", type=Path, help="continue from an --out of this script (use another --seed)"
+    )
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     record = train(args)

@@ -15,6 +15,7 @@ import torch
 
 pytest.importorskip("skimage")
 pytest.importorskip("sklearn")
+pytest.importorskip("scipy")
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
@@ -99,6 +100,7 @@ def test_sweep_runs_on_the_checkpoint(tmp_path: Path, trained: tuple[Path, dict[
     saved = json.loads((tmp_path / "results.json").read_text())
     assert saved["config"]["model"] == str(trained[0] / "model")
     assert [r["method"] for r in saved["rows"]] == ["full", "fastv"]
+    assert "| fastv | 128 |" in (tmp_path / "paired.md").read_text()
 
 
 @pytest.mark.parametrize(
@@ -111,3 +113,16 @@ def test_sweep_runs_on_the_checkpoint(tmp_path: Path, trained: tuple[Path, dict[
 def test_bad_settings_are_named(tmp_path: Path, flags: list[str], match: str) -> None:
     with pytest.raises(ValueError, match=match):
         training.main([*flags, "--out", str(tmp_path)])
+
+
+def test_init_continues_from_a_run(tmp_path: Path, trained: tuple[Path, dict[str, Any]]) -> None:
+    record = training.main(
+        [*SMOKE, "--seed", "1", "--init", str(trained[0]), "--out", str(tmp_path)]
+    )
+    assert record["settings"]["init"] == str(trained[0])
+    start = LlavaForConditionalGeneration.from_pretrained(trained[0] / "model").state_dict()
+    fresh = training.needle_llava(1).state_dict()
+    after = LlavaForConditionalGeneration.from_pretrained(tmp_path / "model").state_dict()
+    name = next(k for k in start if k.endswith("layers.0.mlp.up_proj.weight"))
+    step = (after[name] - start[name]).abs().max()
+    assert 0 < step < (after[name] - fresh[name]).abs().max()  # moved a little from the start
