@@ -18,12 +18,12 @@ Stages (each writes its result under ``--checkpoints`` and is skipped when that 
 5. ``report``: tables with paired tests, the goal checks, the plot and the allocation figure.
 
 Run (the numbers in docs/benchmarks.md: reduced configuration, 3 seeds; on the shared 2-core
-CPU at load 3-8 each reader took 11-12 min and each seed's evaluation ~6-7 min per variant,
-~70 min in one process (est.), ~35 min with the seeds in parallel processes):
+CPU at load 4-6 each reader took 27-43 min (~20 min on a free core) and each seed's evaluation
+2-8 min; ~80 min wall with the seeds in parallel processes):
     nice -n 5 python benchmarks/needle_v2/run.py --config reduced
     # or: --seed S --until reader (S = 0, 1, 2 in parallel), --until calibrate,
     #     --seed S (evaluate; 0 first, it picks the rule), then the line above to report
-Full configuration (~4 h on 2 CPU cores, est.; minutes with --device cuda):
+Full configuration (~3 h on 2 CPU cores, est.; minutes with --device cuda):
     python benchmarks/needle_v2/run.py --config full
 """
 

@@ -36,6 +36,12 @@ have moved ``CONTRAST``: 17:05 UTC, reader on pools + augmentation, no glyph jit
 full 80-83 %, half 47-57 % (it reads 92-94 % on new views of *training* glyphs: the gap is
 handwriting, hence the jitter); the jittered reader's table is in ``docs/needle_v2/results.md``.
 
+Second session (2026-12-01 18:30-19:10 UTC), again no scene parameter changed: the reader now
+trains on fresh multi-digit training canvases (:func:`canvas`) with hard negatives, in two
+phases. Its crop-oracle check and a full-detail check on calibration scenes (test split, scene
+seed 2000, never evaluated), both before it read any test scene or met any allocator: top
+contrast bins full 87-90 %, half 57-66 %; full detail 70 % (plain) / 68.5 % (distractor).
+
 Everything is a pure function of ``(split, variant, seed, index)`` (and ``jitter``).
 """
 
