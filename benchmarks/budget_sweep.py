@@ -14,10 +14,10 @@ benchmarks/train_needle_llava.py trained (``--llava .needle/llava/model``), or r
 without ``--llava`` (a smoke run: the accuracy column is then at chance). ``PROMPT`` and
 ``FIRST_DIGIT`` are the prompt and answer ids both scripts use.
 
-Run (the numbers in docs/benchmarks.md):
-    python benchmarks/train_needle_llava.py --out .needle/llava
-    nice -n 10 python benchmarks/budget_sweep.py --llava .needle/llava/model --samples 200 \\
-        --batch 1 --out /tmp/budget_sweep
+Run (the numbers in docs/benchmarks.md; the model from benchmarks/train_needle_llava.py's two
+commands):
+    nice -n 10 python benchmarks/budget_sweep.py --llava .needle/llava2/model --samples 1800 \\
+        --batch 1 --out .needle/budget_sweep
 """
 
 from __future__ import annotations
