@@ -110,11 +110,11 @@ def training_views(
     many are drawn, a random quarter kept, and of the rest the quarter it finds most
     suspicious (hard negatives): ``others`` random plus ``others`` hard views per scene."""
     views, labels, kinds = [], [], []
+    pool = 4 if suspicion is not None else 1
     for d, view in enumerate(node_views(batch.images)):
         label, touched = _node_kinds(batch, d)
         kind = torch.where(label != NONE, DIGIT, torch.where(touched, FRAGMENT, OTHER))
         draw = torch.rand(label.shape, generator=generator)
-        pool = 4 if suspicion is not None else 1
         wanted = (kind != OTHER) | (draw < pool * others / NODES)
         views.append(view[wanted])
         labels.append(label[wanted])
@@ -188,6 +188,19 @@ def _augment(x: Tensor, generator: torch.Generator) -> Tensor:
 Views = tuple[Tensor, Tensor, Tensor]
 """Training views ``(M, 3, 16, 16)``, their labels ``(M,)`` and kinds ``(M,)``."""
 
+REFRESH, KEEP = 8, 4
+""":func:`train_reader` renders a new chunk every ``REFRESH`` steps and pools the last ``KEEP``."""
+
+
+def chunks_rendered(steps: int, refresh: int = REFRESH, keep: int = KEEP) -> int:
+    """How many chunks :func:`train_reader` renders in ``steps`` steps.
+
+    Examples:
+        >>> chunks_rendered(4000), chunks_rendered(1)
+        (503, 4)
+    """
+    return keep + (steps - 1) // refresh
+
 
 def train_reader(
     reader: Reader,
@@ -196,8 +209,8 @@ def train_reader(
     batch: int,
     lr: float,
     seed: int,
-    refresh: int = 8,
-    keep: int = 4,
+    refresh: int = REFRESH,
+    keep: int = KEEP,
     shares: tuple[float, float, float] = SHARES,
 ) -> float:
     """AdamW, one-cycle schedule, minibatches drawn by kind in ``shares``, augmented by

@@ -196,12 +196,12 @@ def progressive_table(runs: list[Run]) -> list[str]:
         f"{_mean_accuracy_subset(runs, 'uniform', finest, 'large'):.1f} | {finest} |",
     ]
     met = []
+    large = torch.cat([r["scenes"]["large"] for r in runs])
     for arm in LADDER_ARMS:
         for threshold in THRESHOLDS:
             outcomes = [stop(r[f"ladder/{arm}"], threshold) for r in runs]
             right = torch.cat([o[0] for o in outcomes]).float()
             tokens = torch.cat([o[1] for o in outcomes]).float().mean().item()
-            large = torch.cat([r["scenes"]["large"] for r in runs])
             accuracy = 100 * right.mean().item()
             lines.append(
                 f"| {arm} | {threshold} | {accuracy:.1f} | {100 * right[~large].mean():.1f} | "

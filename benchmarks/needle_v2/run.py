@@ -52,6 +52,7 @@ from needle_v2.reader import (
     Reader,
     Views,
     answer,
+    chunks_rendered,
     contains,
     node_views,
     read_nodes,
@@ -71,7 +72,7 @@ class Config:
     lr: float
     tune_steps: int  # second phase: more no-digit views per batch (reader.TUNE_SHARES)
     tune_lr: float
-    canvases: int  # training canvases per rendered chunk (a new chunk every 8 steps)
+    canvases: int  # training canvases per rendered chunk (a new chunk every REFRESH steps)
     others: int  # other (no digit) views per training canvas, plus as many hard negatives
     calibration_scenes: int  # per variant
     test_scenes: int  # per variant and seed
@@ -118,7 +119,7 @@ def reader_for(seed: int, config: Config, folder: Path, device: str) -> Reader:
     folder.mkdir(parents=True, exist_ok=True)
     first = path.with_name(f"reader-seed{seed}-first.pt")
     render = _renderer(config, seed)
-    chunks = 4 + (config.steps - 1) // 8
+    chunks = chunks_rendered(config.steps)
     if first.exists():  # resume at the second phase
         reader.load_state_dict(torch.load(first, map_location=device, weights_only=True))
     else:
@@ -134,7 +135,7 @@ def reader_for(seed: int, config: Config, folder: Path, device: str) -> Reader:
         shares=TUNE_SHARES,
     )
     torch.save(reader.state_dict(), path)
-    chunks += 4 + (config.tune_steps - 1) // 8
+    chunks += chunks_rendered(config.tune_steps)
     record = {
         "train_accuracy": accuracy,
         "canvases": chunks * config.canvases,
@@ -231,13 +232,14 @@ def evaluate(
             }
         assert probabilities is not None
         visible = arm.visible(batch, BUDGETS)
-        done[arm.name] = {
-            b: {
-                "correct": answer(probabilities, v, rule) == batch.labels,
-                "hit": hits(v, batch.boxes),
+        if arm.name not in done:  # present when only its ladder is missing
+            done[arm.name] = {
+                b: {
+                    "correct": answer(probabilities, v, rule) == batch.labels,
+                    "hit": hits(v, batch.boxes),
+                }
+                for b, v in visible.items()
             }
-            for b, v in visible.items()
-        }
         if wants_ladder:
             done[ladder] = ladder_outcomes(probabilities, visible, batch.labels, rule)
         torch.save(done, path)

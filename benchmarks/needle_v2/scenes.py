@@ -143,6 +143,11 @@ def _paste_digit(
     return int(labels[pick]), Box(top, left, side), contrast
 
 
+def _margin(box: Box) -> Box:
+    """``box`` grown by ``MARGIN`` px on every side: where the clutter must not go."""
+    return Box(box.top - MARGIN, box.left - MARGIN, box.side + 2 * MARGIN)
+
+
 def scene(
     split: str,
     variant: str,
@@ -170,8 +175,7 @@ def scene(
     image = _crop(rng, split)
     label, box, drawn = _paste_digit(rng, image, split, big, contrast, jitter)
     if variant == "distractor":
-        margin = Box(box.top - MARGIN, box.left - MARGIN, box.side + 2 * MARGIN)
-        _distract(rng, image, margin)
+        _distract(rng, image, _margin(box))
     return Scene(image, label, box, drawn, big)
 
 
@@ -268,8 +272,7 @@ def canvas(
         label, box, _ = _paste_digit(rng, image, split, large, contrast, True, where)
         placed.append((label, box))
     if variant == "distractor":
-        margins = [Box(b.top - MARGIN, b.left - MARGIN, b.side + 2 * MARGIN) for _, b in placed]
-        _distract(rng, image, margins)
+        _distract(rng, image, [_margin(box) for _, box in placed])
     return image, placed
 
 
