@@ -247,7 +247,7 @@ def test_training_canvases_hold_one_digit_per_cell_and_keep_clutter_off(variant:
     if variant == "distractor":
         plain, placed = scenes.canvas("train", "distractor", 0, 0)
         rng = scenes._generator("train", "distractor", 0, 0, "/canvas")
-        clean = _crop(rng, "train")
+        clean = scenes._background(rng, "train")
         count = int(rng.integers(scenes.CANVAS_DIGITS[0], scenes.CANVAS_DIGITS[1] + 1))
         for flat in rng.permutation(16)[:count]:
             large = bool(rng.random() < 0.3)

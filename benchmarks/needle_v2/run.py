@@ -67,6 +67,7 @@ from needle_v2.scenes import CALIBRATION_CONTRAST, VARIANTS, SceneBatch, canvase
 class Config:
     """Sizes of one run."""
 
+    width: int  # the reader's (Reader(width))
     steps: int
     batch: int
     lr: float
@@ -79,9 +80,9 @@ class Config:
 
 
 CONFIGS = {
-    "full": Config(8000, 256, 3e-3, 3000, 1e-3, 32, 24, 2000, 1000),
-    "reduced": Config(4000, 256, 3e-3, 1500, 1e-3, 32, 24, 600, 400),
-    "smoke": Config(4, 32, 1e-3, 2, 1e-3, 2, 4, 8, 8),
+    "full": Config(48, 8000, 256, 3e-3, 3000, 1e-3, 32, 24, 2000, 1000),
+    "reduced": Config(48, 4000, 256, 3e-3, 1500, 1e-3, 32, 24, 600, 400),
+    "smoke": Config(8, 4, 32, 1e-3, 2, 1e-3, 2, 4, 8, 8),
 }
 
 
@@ -111,7 +112,7 @@ def reader_for(seed: int, config: Config, folder: Path, device: str) -> Reader:
     """Stage 1: the frozen reader of ``seed`` (trained unless its checkpoint exists)."""
     path = folder / f"reader-seed{seed}.pt"
     torch.manual_seed(seed)
-    reader = Reader().to(device)
+    reader = Reader(config.width).to(device)
     if path.exists():
         reader.load_state_dict(torch.load(path, map_location=device, weights_only=True))
         return reader.eval()

@@ -56,6 +56,8 @@ from needle.scenes import SPLITS, Box, _blend, _crop, _distract, digits
 from PIL import Image
 from torch import Tensor
 
+from .leaves import dead_leaves
+
 SIZE = 256
 PATCH = 16
 MAX_PATCH = 64
@@ -234,6 +236,19 @@ def scenes(
     )
 
 
+LEAVES_SHARE = 1 / 3
+"""Share of reader-training canvases drawn on a dead-leaves background
+(:func:`needle_v2.leaves.dead_leaves`) instead of a training photo crop."""
+
+
+def _background(rng: np.random.Generator, split: str) -> np.ndarray:
+    """A training canvas's background: a photo crop of ``split``, or a third of the time a
+    dead-leaves image (more kinds of edges and colours than ten photos hold)."""
+    if rng.random() < LEAVES_SHARE:
+        return dead_leaves(rng, SIZE)
+    return _crop(rng, split)
+
+
 CANVAS_DIGITS = (4, 10)
 """How many digits a reader-training canvas holds (at most 10 of the 16 cells, so the
 distractors always find a free spot: any empty cell has room for the largest one)."""
@@ -247,7 +262,7 @@ def canvas(
     large_share: float = 0.3,
     contrast: tuple[float, float] = TRAIN_CONTRAST,
 ) -> tuple[np.ndarray, list[tuple[int, Box]]]:
-    """A reader-*training* canvas: a photo crop with ``CANVAS_DIGITS`` jittered digits, each in
+    """A reader-*training* canvas: a background (:func:`_background`) with ``CANVAS_DIGITS`` jittered digits, each in
     its own 64 px cell (small or, with probability ``large_share``, large; contrast drawn per
     digit), distractors kept clear of all of them. Returns the image ``(256, 256, 3)`` float32
     and ``(label, box)`` per digit. Several digits per scene give the reader ~10x more digit
@@ -262,7 +277,7 @@ def canvas(
         True
     """
     rng = _generator(split, variant, seed, index, "/canvas")
-    image = _crop(rng, split)
+    image = _background(rng, split)
     cells = SIZE // MAX_PATCH
     count = int(rng.integers(CANVAS_DIGITS[0], CANVAS_DIGITS[1] + 1))
     placed = []
