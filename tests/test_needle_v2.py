@@ -19,7 +19,7 @@ pytest.importorskip("scipy")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
 from needle.scenes import _crop, _distract
-from needle_v2 import arms, controls, reader, run, scenes, stats
+from needle_v2 import arms, controls, leaves, reader, run, scenes, stats
 
 from pyrtok.allocation import allocate
 
@@ -213,6 +213,25 @@ def test_one_command_at_smoke_size(tmp_path: Path) -> None:
     summary = json.loads((tmp_path / "out" / "results.json").read_text())
     assert set(summary["accuracy"]["plain"]) == {a.name for a in arms.ARMS}
     assert (tmp_path / "out" / "accuracy_vs_tokens.png").stat().st_size > 0
+    gate = summary["meta"]["gate"]
+    assert gate["required"] == run.GATE
+    assert all(0 <= gate[v][w] <= 100 for v in scenes.VARIANTS for w in ("all", "small", "large"))
+    assert "**Gate**" in (tmp_path / "out" / "results.md").read_text()
+
+
+def test_dead_leaves_radii_follow_the_power_law_and_images_are_pure() -> None:
+    """Leaf radii have density ~ r**-3 on ``RADIUS`` (their CDF at three radii matches the
+    closed form), and a background is a pure function of its generator."""
+    radii = leaves._radii(np.random.default_rng(0), 200_000)
+    low, high = leaves.RADIUS
+    assert low <= radii.min()
+    assert radii.max() <= high
+    for r in (3.0, 6.0, 24.0):
+        expected = (low**-2 - r**-2) / (low**-2 - high**-2)
+        assert abs((radii <= r).mean() - expected) < 0.005
+    first, again = (leaves.dead_leaves(np.random.default_rng(7), 32) for _ in range(2))
+    assert np.array_equal(first, again)
+    assert not np.array_equal(first, leaves.dead_leaves(np.random.default_rng(8), 32))
 
 
 def test_glyph_jitter_keeps_the_glyph_and_its_patch() -> None:

@@ -7,9 +7,10 @@ photos cannot be downloaded, so part of its training canvases are drawn from the
 model (Lee, Mumford & Huang 2001): opaque shapes of power-law distributed size (density
 ``r**-3``, the scale invariance of natural images) stacked at random, here in a random palette
 of a few colours, drawn at twice the size and box-filtered (soft edges, as a camera gives),
-then slightly blurred, shaded by a smooth random light and noised. Such images are a known stand-in for natural images when
-training local models (Baradad et al. 2021, "Learning to See by Looking at Noise"). They are
-used for *training canvases only*; test and calibration scenes are unchanged.
+then slightly blurred, shaded by a smooth random light and noised. Such images are a known
+stand-in for natural images when training local models (Baradad et al. 2021, "Learning to See
+by Looking at Noise"). They are used for *training canvases only*; test and calibration scenes
+are unchanged.
 """
 
 from __future__ import annotations
@@ -79,4 +80,6 @@ def dead_leaves(rng: np.random.Generator, size: int) -> np.ndarray:
     light = Image.fromarray(rng.uniform(0.7, 1.3, (4, 4)).astype(np.float32), mode="F")
     shading = np.asarray(light.resize((size, size), Image.Resampling.BICUBIC))[..., None]
     noise = rng.normal(0, rng.uniform(0, 0.02), (size, size, 3))
-    return (np.asarray(image, dtype=np.float32) / 255 * shading + noise).clip(0, 1).astype(np.float32)
+    pixels = np.asarray(image, dtype=np.float32) / 255 * shading + noise
+    result: np.ndarray = pixels.clip(0, 1).astype(np.float32)
+    return result

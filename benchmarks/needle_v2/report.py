@@ -54,6 +54,26 @@ def calibration_table(rows: dict[str, list[Any]]) -> str:
     return "\n".join(lines)
 
 
+def gate_lines(record: dict[str, Any] | None) -> list[str]:
+    """Markdown: the reader's gate (full detail on calibration scenes), met or not."""
+    if record is None:
+        return []
+    lines = [
+        f"**Gate** (seed 0's reader, full detail on calibration scenes, required "
+        f">= {record['required']:.0f} %):",
+        "",
+        "| variant | all % | small % | large % | gate |",
+        "|---|---:|---:|---:|---|",
+    ]
+    for variant in ("plain", "distractor"):
+        row = record[variant]
+        met = "met" if row["all"] >= record["required"] else "**not met**"
+        lines.append(
+            f"| {variant} | {row['all']:.1f} | {row['small']:.1f} | {row['large']:.1f} | {met} |"
+        )
+    return [*lines, ""]
+
+
 def _subset(run: Run, which: str) -> Tensor:
     large: Tensor = run["scenes"]["large"]
     return {"all": torch.ones_like(large), "small": ~large, "large": large}[which]
@@ -235,6 +255,7 @@ def write_report(
         "",
         calibration_table(calibration),
         "",
+        *gate_lines(meta.get("gate")),
     ]
     summary: dict[str, dict[str, Any]] = {}
     for variant in ("plain", "distractor"):

@@ -208,6 +208,37 @@ def choose_rule(reader: Reader, config: Config, folder: Path) -> dict[str, Any]:
     return record
 
 
+GATE = 90.0
+"""Full-detail accuracy (%) the reader must reach before comparisons count (issue #16)."""
+
+
+@torch.no_grad()
+def gate(reader: Reader, rule: str, config: Config, folder: Path) -> dict[str, Any]:
+    """Stage 2c, the reader's gate: its full-detail accuracy (%, every node visible, ``rule``)
+    per variant and digit size on calibration scenes (test split, scene seed 2000: test photos,
+    never evaluated; test contrast, half large digits), before it reads any test scene."""
+    path = folder / "gate.json"
+    if path.exists():
+        return _load(path)
+    record: dict[str, Any] = {"required": GATE}
+    for variant in VARIANTS:
+        batch = scenes("test", variant, 2000, config.calibration_scenes)
+        probabilities = read_nodes(reader, batch.images)
+        everything = [torch.ones(p.shape[:3], dtype=torch.bool) for p in probabilities]
+        right = (answer(probabilities, everything, rule) == batch.labels).float()
+        record[variant] = {
+            which: 100 * right[mask].mean().item()
+            for which, mask in (
+                ("all", torch.ones_like(batch.large)),
+                ("small", ~batch.large),
+                ("large", batch.large),
+            )
+        }
+    path.write_text(json.dumps(record, indent=1))
+    print(f"gate (full detail on calibration scenes): {json.dumps(record)}", flush=True)
+    return record
+
+
 def evaluate(
     seed: int, variant: str, reader: Reader, rule: str, config: Config, folder: Path
 ) -> dict[str, object]:
@@ -258,10 +289,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument(
         "--until",
-        choices=("reader", "calibrate", "report"),
+        choices=("reader", "calibrate", "gate", "report"),
         default="report",
-        help="stop after the reader(s), or after the crop-oracle check (how CONTRAST was fixed "
-        "before any allocator ran)",
+        help="stop after the reader(s), after the crop-oracle check (how CONTRAST was fixed "
+        "before any allocator ran), or after the gate (seed 0's full-detail accuracy on "
+        "calibration scenes, before any test scene is read)",
     )
     parser.add_argument(
         "--seed",
@@ -289,6 +321,9 @@ def main(argv: list[str] | None = None) -> None:
         print(calibration_table(calibration))
         return
     rule = choose_rule(readers[0], config, folder)
+    passed = gate(readers[0], rule["rule"], config, folder)
+    if args.until == "gate":
+        return
     runs = [
         {"seed": s, "variant": v, **evaluate(s, v, readers[s], rule["rule"], config, folder)}
         for s in range(args.seeds)
@@ -296,7 +331,7 @@ def main(argv: list[str] | None = None) -> None:
     ]
     args.out.mkdir(parents=True, exist_ok=True)
     meta = {"config": args.config, **asdict(config), "seeds": args.seeds}
-    meta |= {"rule": rule["rule"], "rule_validation": rule["accuracy"]}
+    meta |= {"rule": rule["rule"], "rule_validation": rule["accuracy"], "gate": passed}
     meta["readers"] = [
         json.loads((folder / f"reader-seed{s}.json").read_text())
         for s in range(args.seeds)
