@@ -42,6 +42,10 @@ phases. Its crop-oracle check and a full-detail check on calibration scenes (tes
 seed 2000, never evaluated), both before it read any test scene or met any allocator: top
 contrast bins full 87-90 %, half 57-66 %; full detail 70 % (plain) / 68.5 % (distractor).
 
+Third session (2026-12-01 21:10 UTC), again no scene parameter changed: a third of the
+training canvases are drawn on dead-leaves backgrounds (:func:`_background`), and the reader
+is wider (width 48); the gate (``run.py --until gate``) is checked before any test scene is read.
+
 Everything is a pure function of ``(split, variant, seed, index)`` (and ``jitter``).
 """
 
@@ -262,12 +266,12 @@ def canvas(
     large_share: float = 0.3,
     contrast: tuple[float, float] = TRAIN_CONTRAST,
 ) -> tuple[np.ndarray, list[tuple[int, Box]]]:
-    """A reader-*training* canvas: a background (:func:`_background`) with ``CANVAS_DIGITS`` jittered digits, each in
-    its own 64 px cell (small or, with probability ``large_share``, large; contrast drawn per
-    digit), distractors kept clear of all of them. Returns the image ``(256, 256, 3)`` float32
-    and ``(label, box)`` per digit. Several digits per scene give the reader ~10x more digit
-    views per rendered scene; every node still holds at most one digit, and a node's view is
-    local, so the views are distributed as in one-digit scenes.
+    """A reader-*training* canvas: a background (:func:`_background`) with ``CANVAS_DIGITS``
+    jittered digits, each in its own 64 px cell (small or, with probability ``large_share``,
+    large; contrast drawn per digit), distractors kept clear of all of them. Returns the image
+    ``(256, 256, 3)`` float32 and ``(label, box)`` per digit. Several digits per scene give the
+    reader ~10x more digit views per rendered scene; every node still holds at most one digit,
+    and a node's view is local, so the views are distributed as in one-digit scenes.
 
     Examples:
         >>> image, placed = canvas("train", "distractor", seed=0, index=0)
