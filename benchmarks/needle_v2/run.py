@@ -309,7 +309,9 @@ def main(argv: list[str] | None = None) -> None:
         reader = reader_for(args.seed, config, folder, args.device)
         if args.until == "reader":
             return
-        rule = choose_rule(reader_for(0, config, folder, args.device), config, folder)
+        first = reader_for(0, config, folder, args.device)
+        rule = choose_rule(first, config, folder)
+        gate(first, rule["rule"], config, folder)
         for variant in VARIANTS:
             evaluate(args.seed, variant, reader, rule["rule"], config, folder)
         return
