@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import multiprocessing
+import threading
+from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 import pytest
@@ -164,3 +166,73 @@ def test_without_cv2_everything_still_works(
         assert calls == []
     finally:
         opencv_path.cv2_module.cache_clear()
+
+
+@pytest.fixture
+def threads() -> Iterator[Callable[[int], None]]:
+    """Sets torch's thread count for the test; restores it after."""
+    before = torch.get_num_threads()
+    yield torch.set_num_threads
+    torch.set_num_threads(before)
+
+
+def _opencv_op(op: str, x: torch.Tensor, base: torch.Tensor) -> torch.Tensor:
+    if op == "down":
+        return opencv_path.pyr_down(x)
+    return opencv_path.pyr_up(x, base, -1.0) if op == "band" else opencv_path.pyr_up(x)
+
+
+@pytest.mark.parametrize("op", ["down", "up", "band"])
+def test_planes_over_threads_equal_one_thread_bit_for_bit(
+    op: str, monkeypatch: pytest.MonkeyPatch, threads: Callable[[int], None]
+) -> None:
+    """Every plane count (more planes than threads, fewer, not a multiple) gives the bytes of
+    the one-thread loop, and the work runs on the pool's threads."""
+    cv2 = opencv_path.cv2_module()
+    seen: set[str] = set()
+
+    class Recording:
+        def __getattr__(self, name: str) -> Any:
+            def call(*args: Any, **kwargs: Any) -> Any:
+                seen.add(threading.current_thread().name)
+                return getattr(cv2, name)(*args, **kwargs)
+
+            return call
+
+    monkeypatch.setattr(opencv_path, "PARALLEL_VALUES", 0)
+    monkeypatch.setattr(opencv_path, "cv2_module", Recording)
+    for planes in (1, 2, 5, 7):
+        x = torch.rand(planes, 12, 10)
+        base = torch.rand(planes, 24, 20)
+        threads(1)
+        serial = _opencv_op(op, x, base)
+        threads(3)
+        assert torch.equal(_opencv_op(op, x, base), serial)
+    assert any(name.startswith("pyrtok-opencv") for name in seen)
+    assert "MainThread" in seen  # one plane, or one thread: no hand-off
+
+
+def _child_pyr_down(queue: Any) -> None:
+    torch.set_num_threads(2)
+    opencv_path.PARALLEL_VALUES = 0
+    queue.put(opencv_path.pyr_down(torch.ones(4, 8, 8)).sum().item())
+
+
+def test_forked_child_builds_its_own_pool(
+    monkeypatch: pytest.MonkeyPatch, threads: Callable[[int], None]
+) -> None:
+    """A pool's threads do not survive fork: a child process that splits planes must start a
+    pool of its own instead of waiting forever on the parent's."""
+    monkeypatch.setattr(opencv_path, "PARALLEL_VALUES", 0)
+    threads(2)
+    opencv_path.pyr_down(torch.ones(4, 8, 8))  # the parent's pool exists now
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue()
+    child = context.Process(target=_child_pyr_down, args=(queue,))
+    child.start()
+    child.join(timeout=60)
+    if child.is_alive():
+        child.kill()
+        pytest.fail("the forked child hung on the parent's thread pool")
+    assert child.exitcode == 0
+    assert queue.get(timeout=5) == pytest.approx(64.0)
