@@ -74,9 +74,16 @@ def gate_lines(record: dict[str, Any] | None) -> list[str]:
     return [*lines, ""]
 
 
-def _subset(run: Run, which: str) -> Tensor:
-    large: Tensor = run["scenes"]["large"]
+SIZES = ("all", "small", "large")
+
+
+def size_mask(large: Tensor, which: str) -> Tensor:
+    """The scenes of size ``which`` (a key of :data:`SIZES`) given their ``large`` flags."""
     return {"all": torch.ones_like(large), "small": ~large, "large": large}[which]
+
+
+def _subset(run: Run, which: str) -> Tensor:
+    return size_mask(run["scenes"]["large"], which)
 
 
 def _pooled(runs: list[Run], arm: str, budget: int, key: str, which: str) -> Tensor:

@@ -12,18 +12,20 @@ Stages (each writes its result under ``--checkpoints`` and is skipped when that 
    never evaluated on).
 3. ``rule`` (seed 0's reader, before any test scene): :func:`choose_rule` picks how node
    readings combine, on held-out training scenes.
+3b. ``gate`` (seed 0's reader, before any test scene): :func:`gate`, its full-detail accuracy
+   on calibration scenes against the required :data:`GATE`.
 4. ``evaluate``: per seed and variant, test scenes (seed ``1000 + seed``, half small, half
    large), the reader run once on all 336 nodes of each, then every arm of
    :data:`arms.ARMS` at every budget of :data:`arms.BUDGETS`: per-scene correctness and hit.
 5. ``report``: tables with paired tests, the goal checks, the plot and the allocation figure.
 
-Run (the numbers in docs/benchmarks.md: reduced configuration, 3 seeds; on the shared 2-core
-CPU at load 4-6 each reader took 27-43 min (~20 min on a free core) and each seed's evaluation
-2-8 min; ~80 min wall with the seeds in parallel processes):
+Run (the numbers in docs/benchmarks.md: reduced configuration, 3 seeds, width-48 readers; on
+the 2-core CPU the three readers trained at once in 77 min, the gate took 7 min and the three
+seeds' evaluations 9 min at once; one process, sequentially: ~2 h est.):
     nice -n 5 python benchmarks/needle_v2/run.py --config reduced
-    # or: --seed S --until reader (S = 0, 1, 2 in parallel), --until calibrate,
-    #     --seed S (evaluate; 0 first, it picks the rule), then the line above to report
-Full configuration (~3 h on 2 CPU cores, est.; minutes with --device cuda):
+    # or: --seed S --until reader (S = 0, 1, 2 in parallel), --seeds 1 --until gate,
+    #     --seed S (evaluate, S in parallel), then the line above to report
+Full configuration (~4 h on 2 CPU cores, est.; minutes with --device cuda):
     python benchmarks/needle_v2/run.py --config full
 """
 
@@ -59,7 +61,7 @@ from needle_v2.reader import (
     train_reader,
     training_views,
 )
-from needle_v2.report import calibration_table, write_report
+from needle_v2.report import SIZES, calibration_table, size_mask, write_report
 from needle_v2.scenes import CALIBRATION_CONTRAST, VARIANTS, SceneBatch, canvases, scenes
 
 
@@ -227,12 +229,7 @@ def gate(reader: Reader, rule: str, config: Config, folder: Path) -> dict[str, A
         everything = [torch.ones(p.shape[:3], dtype=torch.bool) for p in probabilities]
         right = (answer(probabilities, everything, rule) == batch.labels).float()
         record[variant] = {
-            which: 100 * right[mask].mean().item()
-            for which, mask in (
-                ("all", torch.ones_like(batch.large)),
-                ("small", ~batch.large),
-                ("large", batch.large),
-            )
+            which: 100 * right[size_mask(batch.large, which)].mean().item() for which in SIZES
         }
     path.write_text(json.dumps(record, indent=1))
     print(f"gate (full detail on calibration scenes): {json.dumps(record)}", flush=True)
