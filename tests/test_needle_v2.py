@@ -283,6 +283,25 @@ def test_training_canvases_hold_one_digit_per_cell_and_keep_clutter_off(variant:
             assert np.array_equal(clean[region], plain[region])
 
 
+def test_bf16_reader_matches_its_float32_twin_and_trains() -> None:
+    """The bfloat16 reader computes what the same weights compute in float32, to bfloat16's
+    precision, returns float32 logits, and its gradients reach every parameter."""
+    torch.manual_seed(0)
+    exact = reader.Reader(16).eval()
+    fast = reader.Reader(16, bf16=True).eval()
+    fast.load_state_dict(exact.state_dict())
+    views = torch.rand(64, 3, 16, 16)
+    with torch.no_grad():
+        want, got = exact(views), fast(views)
+    assert got.dtype == torch.float32
+    assert not torch.equal(got, want)  # it did compute in bfloat16
+    torch.testing.assert_close(got.softmax(-1), want.softmax(-1), atol=0.02, rtol=0)
+    assert (got.argmax(-1) == want.argmax(-1)).float().mean() >= 0.9
+    fast.train()
+    torch.nn.functional.cross_entropy(fast(views), torch.randint(11, (64,))).backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in fast.parameters())
+
+
 def test_hard_negatives_are_the_most_suspicious_other_views() -> None:
     """With a suspicion score, every digit and fragment view is kept, and of four times
     ``others`` candidates a random quarter and the quarter the score ranks highest among the

@@ -131,16 +131,21 @@ def training_views(
 
 
 class Reader(nn.Sequential):
-    """``(N, 3, 16, 16)`` views in ``[0, 1]`` -> ``(N, 11)`` logits; two 3 x 3 convolutions at
-    full resolution (strokes are 1-2 px), two at 8 x 8, one at 4 x 4; at ``width`` 32 0.14M
-    parameters and 7M multiply-adds per view, at 48 (the run's) 0.32M and 16M.
+    """``(N, 3, 16, 16)`` views in ``[0, 1]`` -> ``(N, 11)`` float32 logits; two 3 x 3
+    convolutions at full resolution (strokes are 1-2 px), two at 8 x 8, one at 4 x 4; at
+    ``width`` 48 0.32M parameters and 16M multiply-adds per view, at 96 (the run's) 1.25M and 64M.
+
+    With ``bf16`` the convolutions run under bfloat16 autocast, channels-last (on a CPU with
+    AMX, width 96 trains at 0.48 s per 256-view step on one core, width 48 in float32 at 0.60 s).
 
     Examples:
         >>> Reader()(torch.rand(2, 3, 16, 16)).shape
         torch.Size([2, 11])
+        >>> Reader(16, bf16=True)(torch.rand(2, 3, 16, 16)).dtype
+        torch.float32
     """
 
-    def __init__(self, width: int = 32) -> None:
+    def __init__(self, width: int = 32, bf16: bool = False) -> None:
         def block(c_in: int, c_out: int) -> list[nn.Module]:
             return [nn.Conv2d(c_in, c_out, 3, padding=1), nn.BatchNorm2d(c_out), nn.GELU()]
 
@@ -156,12 +161,16 @@ class Reader(nn.Sequential):
             nn.Flatten(),
             nn.Linear(4 * width, NONE + 1),
         )
+        self.bf16 = bf16
+        self.to(memory_format=torch.channels_last)
 
     def forward(self, views: Tensor) -> Tensor:
         x = views - views.mean(dim=(2, 3), keepdim=True)
-        for layer in self:
-            x = layer(x)
-        return x
+        x = x.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+            for layer in self:
+                x = layer(x)
+        return x.float()
 
 
 SHARES = (0.5, 0.25, 0.25)

@@ -69,7 +69,8 @@ from needle_v2.scenes import CALIBRATION_CONTRAST, VARIANTS, SceneBatch, canvase
 class Config:
     """Sizes of one run."""
 
-    width: int  # the reader's (Reader(width))
+    width: int  # the reader's (Reader(width, bf16))
+    bf16: bool  # the reader computes in bfloat16 (autocast), float32 otherwise
     steps: int
     batch: int
     lr: float
@@ -82,9 +83,9 @@ class Config:
 
 
 CONFIGS = {
-    "full": Config(48, 8000, 256, 3e-3, 3000, 1e-3, 32, 24, 2000, 1000),
-    "reduced": Config(48, 4000, 256, 3e-3, 1500, 1e-3, 32, 24, 600, 400),
-    "smoke": Config(8, 4, 32, 1e-3, 2, 1e-3, 2, 4, 8, 8),
+    "full": Config(96, True, 8000, 256, 3e-3, 3000, 1e-3, 32, 24, 2000, 1000),
+    "reduced": Config(96, True, 4000, 256, 3e-3, 1500, 1e-3, 32, 24, 600, 400),
+    "smoke": Config(8, True, 4, 32, 1e-3, 2, 1e-3, 2, 4, 8, 8),
 }
 
 
@@ -114,7 +115,7 @@ def reader_for(seed: int, config: Config, folder: Path, device: str) -> Reader:
     """Stage 1: the frozen reader of ``seed`` (trained unless its checkpoint exists)."""
     path = folder / f"reader-seed{seed}.pt"
     torch.manual_seed(seed)
-    reader = Reader(config.width).to(device)
+    reader = Reader(config.width, config.bf16).to(device)
     if path.exists():
         reader.load_state_dict(torch.load(path, map_location=device, weights_only=True))
         return reader.eval()
