@@ -19,13 +19,16 @@ Stages (each writes its result under ``--checkpoints`` and is skipped when that 
    :data:`arms.ARMS` at every budget of :data:`arms.BUDGETS`: per-scene correctness and hit.
 5. ``report``: tables with paired tests, the goal checks, the plot and the allocation figure.
 
-Run (the numbers in docs/benchmarks.md: reduced configuration, 3 seeds, width-48 readers; on
-the 2-core CPU the three readers trained at once in 77 min, the gate took 7 min and the three
-seeds' evaluations 9 min at once; one process, sequentially: ~2 h est.):
+Run (the three-seed tables in docs/benchmarks.md: reduced configuration with width-48 float32
+readers, which trained three at once on the 2-core CPU in 77 min; the gate took 7 min and the
+three seeds' evaluations 9 min at once. The configuration now trains width-96 bfloat16 readers:
+seed 0's took 100 min on one core, its rule choice and gate 9 min; one process, sequentially,
+~4 h est.):
     nice -n 5 python benchmarks/needle_v2/run.py --config reduced
     # or: --seed S --until reader (S = 0, 1, 2 in parallel), --seeds 1 --until gate,
     #     --seed S (evaluate, S in parallel), then the line above to report
-Full configuration (~4 h on 2 CPU cores, est.; minutes with --device cuda):
+Full configuration (width 96, twice the training: ~8 h on 2 CPU cores, est.; minutes with
+--device cuda):
     python benchmarks/needle_v2/run.py --config full
 """
 

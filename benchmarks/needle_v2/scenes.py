@@ -46,6 +46,9 @@ Third session (2026-12-01 21:10 UTC), again no scene parameter changed: a third 
 training canvases are drawn on dead-leaves backgrounds (:func:`_background`), and the reader
 is wider (width 48); the gate (``run.py --until gate``) is checked before any test scene is read.
 
+Fourth session (2026-12-02 00:18 UTC), again no scene parameter changed: the reader is width 96
+in bfloat16; its gate was checked before it read any test scene (and it read none).
+
 Everything is a pure function of ``(split, variant, seed, index)`` (and ``jitter``).
 """
 
