@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib.util
+import importlib.resources
 import io
 import time
 from collections.abc import Callable
@@ -86,13 +86,6 @@ CONFIGS: dict[str, tuple[str, str | Scorer]] = {
 }
 
 
-def _package_dir(name: str) -> Path:
-    spec = importlib.util.find_spec(name)
-    if spec is None or not spec.submodule_search_locations:
-        raise SystemExit(f"package {name!r} is not installed (pip install --no-deps {name})")
-    return Path(next(iter(spec.submodule_search_locations)))
-
-
 def _square(array: np.ndarray, native: bool = False) -> Tensor:
     """``(H, W[, C])`` uint8/float array -> ``(3, SIZE, SIZE)`` float32 in [0, 1]: the centre
     square resized; with ``native``, the whole image resized to a long side of ``SIZE``."""
@@ -141,9 +134,10 @@ def load_images(native: bool = False) -> dict[str, Tensor]:
         images[Path(filename).stem] = prepare(array)
     with cbook.get_sample_data("grace_hopper.jpg") as file:
         images["grace_hopper"] = prepare(np.asarray(Image.open(file).convert("RGB")))
-    sporco = _package_dir("sporco") / "data"
+    sporco = importlib.resources.files("sporco") / "data"
     for name in ("kodim23", "monarch", "sail", "tulips", "barbara"):
-        images[name] = prepare(np.asarray(Image.open(sporco / f"{name}.png").convert("RGB")))
+        with (sporco / f"{name}.png").open("rb") as file:
+            images[name] = prepare(np.asarray(Image.open(file).convert("RGB")))
     return images
 
 
