@@ -18,7 +18,7 @@ pytest.importorskip("scipy")
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
-from needle.scenes import _crop, _distract
+from needle.scenes import _crop, _distract, crop_of
 from needle_v2 import arms, controls, leaves, reader, run, scenes, stats
 
 from pyrtok.allocation import allocate
@@ -281,6 +281,34 @@ def test_training_canvases_hold_one_digit_per_cell_and_keep_clutter_off(variant:
                 max(0, box.left - m) : box.left + box.side + m,
             ]
             assert np.array_equal(clean[region], plain[region])
+
+
+def test_reader_canvases_draw_on_more_photos_none_of_them_a_test_photo(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Training canvases crop v1's training photos plus READER_PHOTOS (test scenes keep their
+    own photos), and no photo of that pool equals a test photo at any scale."""
+    pool = scenes.reader_photos()
+    train = scenes.photos("train")
+    assert len(pool) == len(train) + len(scenes.READER_PHOTOS)
+    assert all(p is t for p, t in zip(pool, train, strict=False))
+    test = [image for scales in scenes.photos("test") for image in scales]
+    for image in (image for scales in pool for image in scales):
+        assert not any(t.shape == image.shape and np.allclose(t, image) for t in test)
+    pools = []
+
+    def recording(rng: np.random.Generator, photos: tuple[list[np.ndarray], ...]) -> np.ndarray:
+        pools.append(photos)
+        return crop_of(rng, photos)
+
+    monkeypatch.setattr(scenes, "crop_of", recording)
+    for split in scenes.SPLITS:
+        for index in range(6):
+            rng = scenes._generator(split, "plain", 0, index, "/canvas")
+            assert scenes._background(rng, split).shape == (scenes.SIZE, scenes.SIZE, 3)
+    assert pools[0] is pool
+    assert pools[-1] is scenes.photos("test")
+    assert {id(p) for p in pools} == {id(pool), id(scenes.photos("test"))}
 
 
 def test_bf16_reader_matches_its_float32_twin_and_trains() -> None:

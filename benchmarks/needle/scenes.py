@@ -106,7 +106,13 @@ def _generator(split: str, variant: str, seed: int, index: int) -> np.random.Gen
 
 
 def _crop(rng: np.random.Generator, split: str) -> np.ndarray:
-    scales = photos(split)[rng.integers(len(photos(split)))]
+    return crop_of(rng, photos(split))
+
+
+def crop_of(rng: np.random.Generator, pool: Sequence[list[np.ndarray]]) -> np.ndarray:
+    """A random ``SIZE`` square of a random photo of ``pool`` (per photo, its scales: see
+    :func:`photos`) at a random scale, mirrored half the time: ``(SIZE, SIZE, 3)`` float32."""
+    scales = pool[rng.integers(len(pool))]
     photo = scales[rng.integers(len(scales))]
     top = rng.integers(photo.shape[0] - SIZE + 1)
     left = rng.integers(photo.shape[1] - SIZE + 1)

@@ -2,8 +2,9 @@
 
 The reader of needle v2 trains on crops of ten bundled photos (several grey or microscopy) and
 is tested on three colour photos it never saw; its errors at full detail are mostly background
-views read as digits, and it reads held-out *training* photos far better (87.7 % vs 71 %). More
-photos cannot be downloaded, so part of its training canvases are drawn from the dead-leaves
+views read as digits, and it reads held-out *training* photos far better (87.7 % vs 71 %). Nothing
+is downloaded (six more installed photos joined later: ``scenes.READER_PHOTOS``), so part of
+its training canvases are drawn from the dead-leaves
 model (Lee, Mumford & Huang 2001): opaque shapes of power-law distributed size (density
 ``r**-3``, the scale invariance of natural images) stacked at random, here in a random palette
 of a few colours, drawn at twice the size and box-filtered (soft edges, as a camera gives),
