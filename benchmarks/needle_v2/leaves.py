@@ -32,22 +32,33 @@ def _radii(rng: np.random.Generator, count: int) -> np.ndarray:
     return (low - rng.random(count) * (low - high)) ** -0.5
 
 
-def _outline(
-    rng: np.random.Generator, centre: np.ndarray, radius: float
-) -> list[tuple[float, float]]:
-    """A random leaf outline: an ellipse (aspect 0.4-1), a rectangle or a triangle, rotated."""
+_CORNERS = (24, 4, 3)
+_REGULAR_XY = tuple(
+    (np.cos(angles), np.sin(angles))
+    for angles in (
+        np.linspace(0, 2 * np.pi, corners, endpoint=False) + np.pi / corners
+        for corners in _CORNERS[:2]
+    )
+)
+"""Cosines and sines of the corners of the ellipse (a 24-gon) and the rectangle; a
+triangle's angles are drawn per leaf."""
+
+
+def _outline(rng: np.random.Generator, centre: np.ndarray, radius: float) -> list[float]:
+    """A random leaf outline, flat ``[x0, y0, x1, y1, ...]``: an ellipse (aspect 0.4-1), a
+    rectangle or a triangle, rotated."""
     kind = rng.integers(3)
-    corners = (24, 4, 3)[kind]
-    angles = np.linspace(0, 2 * np.pi, corners, endpoint=False)
     if kind == 2:
-        angles = np.sort(rng.uniform(0, 2 * np.pi, corners))
+        angles = np.sort(rng.uniform(0, 2 * np.pi, _CORNERS[2]))
+        cos, sin = np.cos(angles), np.sin(angles)
     else:
-        angles += np.pi / corners
+        cos, sin = _REGULAR_XY[kind]
     aspect = rng.uniform(0.4, 1.0)
-    points = np.stack([np.cos(angles), aspect * np.sin(angles)], 1) * radius
+    points = np.stack([cos, aspect * sin], 1) * radius
     turn = rng.uniform(0, 2 * np.pi)
     rotation = np.array([[np.cos(turn), -np.sin(turn)], [np.sin(turn), np.cos(turn)]])
-    return [(float(x), float(y)) for x, y in points @ rotation.T + centre]
+    outline: list[float] = (points @ rotation.T + centre).ravel().tolist()
+    return outline
 
 
 def dead_leaves(rng: np.random.Generator, size: int) -> np.ndarray:
@@ -68,7 +79,7 @@ def dead_leaves(rng: np.random.Generator, size: int) -> np.ndarray:
 
     def colour() -> tuple[int, int, int]:
         value = palette[rng.integers(len(palette))] + rng.normal(0, 0.06, 3)
-        r, g, b = (int(c) for c in np.clip(value * 255, 0, 255).round())
+        r, g, b = np.clip(value * 255, 0, 255).round().astype(np.int64).tolist()
         return r, g, b
 
     image = Image.new("RGB", (big, big), colour())
