@@ -283,6 +283,15 @@ def test_training_canvases_hold_one_digit_per_cell_and_keep_clutter_off(variant:
             assert np.array_equal(clean[region], plain[region])
 
 
+@pytest.mark.parametrize("large_share", [0.0, 1.0])
+def test_canvases_draw_large_digits_at_the_given_share(large_share: float) -> None:
+    batch = scenes.canvases("train", "plain", seed=2, start=0, count=3, large_share=large_share)
+    sides = batch.boxes[batch.labels >= 0][:, 2]
+    low, high = scenes.LARGE if large_share else scenes.SMALL
+    assert int(sides.min()) >= low
+    assert int(sides.max()) <= high
+
+
 def test_reader_canvases_draw_on_more_photos_none_of_them_a_test_photo(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -65,7 +65,14 @@ from needle_v2.reader import (
     training_views,
 )
 from needle_v2.report import SIZES, calibration_table, size_mask, write_report
-from needle_v2.scenes import CALIBRATION_CONTRAST, VARIANTS, SceneBatch, canvases, scenes
+from needle_v2.scenes import (
+    CALIBRATION_CONTRAST,
+    TRAIN_LARGE_SHARE,
+    VARIANTS,
+    SceneBatch,
+    canvases,
+    scenes,
+)
 
 
 @dataclass(frozen=True)
@@ -83,6 +90,7 @@ class Config:
     others: int  # other (no digit) views per training canvas, plus as many hard negatives
     calibration_scenes: int  # per variant
     test_scenes: int  # per variant and seed
+    large_share: float = TRAIN_LARGE_SHARE  # chance that a training canvas's digit is large
 
 
 CONFIGS = {
@@ -101,7 +109,7 @@ def _renderer(config: Config, seed: int) -> Callable[[int, Reader], Views]:
     def render(chunk: int, reader: Reader) -> Views:
         variant = VARIANTS[chunk % len(VARIANTS)]
         start = chunk // len(VARIANTS) * config.canvases
-        batch = canvases("train", variant, seed, start, config.canvases)
+        batch = canvases("train", variant, seed, start, config.canvases, config.large_share)
         device = next(reader.parameters()).device
 
         @torch.no_grad()

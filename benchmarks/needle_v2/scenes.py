@@ -305,6 +305,9 @@ def _background(rng: np.random.Generator, split: str) -> np.ndarray:
     return np.rot90(crop_of(rng, pool), int(rng.integers(4))).copy()
 
 
+TRAIN_LARGE_SHARE = 0.3
+"""Chance that a digit of a reader-training canvas is large (the run's ``Config.large_share``)."""
+
 CANVAS_DIGITS = (4, 10)
 """How many digits a reader-training canvas holds (at most 10 of the 16 cells, so the
 distractors always find a free spot: any empty cell has room for the largest one)."""
@@ -315,7 +318,7 @@ def canvas(
     variant: str,
     seed: int,
     index: int,
-    large_share: float = 0.3,
+    large_share: float = TRAIN_LARGE_SHARE,
     contrast: tuple[float, float] = TRAIN_CONTRAST,
 ) -> tuple[np.ndarray, list[tuple[int, Box]]]:
     """A reader-*training* canvas: a background (:func:`_background`) with ``CANVAS_DIGITS``
@@ -358,8 +361,16 @@ class CanvasBatch:
     boxes: Tensor
 
 
-def canvases(split: str, variant: str, seed: int, start: int, count: int) -> CanvasBatch:
-    """Canvases ``start .. start + count - 1`` of :func:`canvas` (defaults) as one batch.
+def canvases(
+    split: str,
+    variant: str,
+    seed: int,
+    start: int,
+    count: int,
+    large_share: float = TRAIN_LARGE_SHARE,
+) -> CanvasBatch:
+    """Canvases ``start .. start + count - 1`` of :func:`canvas` (its default contrast) as one
+    batch.
 
     Examples:
         >>> batch = canvases("train", "plain", seed=0, start=0, count=2)
@@ -371,7 +382,7 @@ def canvases(split: str, variant: str, seed: int, start: int, count: int) -> Can
     labels = torch.full((count, cells * cells), -1, dtype=torch.int64)
     boxes = torch.zeros(count, cells * cells, 3, dtype=torch.int64)
     for row in range(count):
-        image, placed = canvas(split, variant, seed, start + row)
+        image, placed = canvas(split, variant, seed, start + row, large_share)
         images[row] = np.round(image * 255)
         for label, box in placed:
             slot = box.top // MAX_PATCH * cells + box.left // MAX_PATCH
