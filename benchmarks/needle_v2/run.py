@@ -3,7 +3,8 @@
 Stages (each writes its result under ``--checkpoints`` and is skipped when that file exists):
 
 1. ``reader``: per seed, train the local token reader on freshly rendered training canvases
-   (:func:`scenes.canvas`: train split, both variants, 4-10 digits per canvas, 30 % large,
+   (:func:`scenes.canvas`: train split, both variants, 4-10 digits per canvas, a
+   ``Config.large_share`` of them large (50 % since the fifth session, was 30 %),
    contrast ``TRAIN_CONTRAST``, glyphs jittered by a random affine map), with hard negatives
    (:func:`reader.training_views`); frozen afterwards.
 2. ``calibrate`` (seed 0's reader, before any allocator): the crop-oracle check -- accuracy on
@@ -22,8 +23,8 @@ Stages (each writes its result under ``--checkpoints`` and is skipped when that 
 Run (the three-seed tables in docs/benchmarks.md: reduced configuration with width-48 float32
 readers, which trained three at once on the 2-core CPU in 77 min; the gate took 7 min and the
 three seeds' evaluations 9 min at once. The configuration now trains width-96 bfloat16 readers:
-seed 0's took 100 min on one core, its rule choice and gate 9 min; one process, sequentially,
-~4 h est.):
+seed 0's took 97-104 min on one core with the other core busy, its rule choice and gate
+8-9 min; one process, sequentially, ~4 h est.):
     nice -n 5 python benchmarks/needle_v2/run.py --config reduced
     # or: --seed S --until reader (S = 0, 1, 2 in parallel), --seeds 1 --until gate,
     #     --seed S (evaluate, S in parallel), then the line above to report
@@ -94,8 +95,8 @@ class Config:
 
 
 CONFIGS = {
-    "full": Config(96, True, 8000, 256, 3e-3, 3000, 1e-3, 32, 24, 2000, 1000),
-    "reduced": Config(96, True, 4000, 256, 3e-3, 1500, 1e-3, 32, 24, 600, 400),
+    "full": Config(96, True, 8000, 256, 3e-3, 3000, 1e-3, 32, 24, 2000, 1000, large_share=0.5),
+    "reduced": Config(96, True, 4000, 256, 3e-3, 1500, 1e-3, 32, 24, 600, 400, large_share=0.5),
     "smoke": Config(8, True, 4, 32, 1e-3, 2, 1e-3, 2, 4, 8, 8),
 }
 
