@@ -51,7 +51,9 @@ in bfloat16; its gate was checked before it read any test scene (and it read non
 
 Fifth session (2026-12-02 03:10 UTC), again no scene parameter changed: the photo crops of
 training canvases come from v1's ten training photos plus six colour photos
-(:data:`READER_PHOTOS`), turned by a random multiple of 90 degrees.
+(:data:`READER_PHOTOS`), turned by a random multiple of 90 degrees, and half of their digits
+are large (``run.Config.large_share``, was 30 %); both readers' gates were checked before they
+read any test scene (and they read none).
 
 Everything is a pure function of ``(split, variant, seed, index)`` (and ``jitter``).
 """
