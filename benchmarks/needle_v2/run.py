@@ -24,7 +24,7 @@ Run (the three-seed tables in docs/benchmarks.md: reduced configuration with wid
 readers, which trained three at once on the 2-core CPU in 77 min; the gate took 7 min and the
 three seeds' evaluations 9 min at once. The configuration now trains width-96 bfloat16 readers:
 seed 0's took 97-104 min on one core with the other core busy, its rule choice and gate
-8-9 min; one process, sequentially, ~4 h est.):
+8-12 min; one process, sequentially, ~4 h est.):
     nice -n 5 python benchmarks/needle_v2/run.py --config reduced
     # or: --seed S --until reader (S = 0, 1, 2 in parallel), --seeds 1 --until gate,
     #     --seed S (evaluate, S in parallel), then the line above to report
