@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -337,6 +338,79 @@ def test_bf16_reader_matches_its_float32_twin_and_trains() -> None:
     fast.train()
     torch.nn.functional.cross_entropy(fast(views), torch.randint(11, (64,))).backward()
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in fast.parameters())
+
+
+def _interrupted(calls: int) -> Callable[..., object]:
+    """A stand-in for ``render`` that raises on its ``calls``-th call (as a killed run stops)."""
+    count = itertools.count(1)
+
+    def check(*_: object) -> None:
+        if next(count) == calls:
+            raise KeyboardInterrupt
+
+    return check
+
+
+@pytest.mark.parametrize("stop_at", [5, 6])  # between two refreshes; at a refresh
+def test_reader_training_resumes_bit_for_bit(tmp_path: Path, stop_at: int) -> None:
+    """A training run stopped while rendering chunk ``stop_at`` and run again from its progress
+    file ends with the weights and accuracy of a run never stopped; run once more, it only
+    restores them (it renders nothing)."""
+
+    def trained(progress: Path | None, stop: Callable[..., object]) -> tuple[reader.Reader, float]:
+        views = torch.Generator().manual_seed(5)
+
+        def render(chunk: int, now: reader.Reader) -> reader.Views:
+            stop(chunk)
+            kinds = torch.arange(12) % 3
+            digits = torch.randint(10, (12,), generator=views)
+            labels = torch.where(kinds == reader.DIGIT, digits, reader.NONE)
+            return torch.rand(12, 3, 16, 16, generator=views), labels, kinds
+
+        torch.manual_seed(0)
+        model = reader.Reader(4)
+        accuracy = reader.train_reader(
+            model, render, 30, 8, 1e-3, 0, 4, 2, progress=progress, every=5, generators=[views]
+        )
+        return model, accuracy
+
+    want, want_accuracy = trained(None, lambda _: None)
+    path = tmp_path / "progress.pt"
+    with pytest.raises(KeyboardInterrupt):
+        trained(path, _interrupted(stop_at + 1))  # chunk c is render call c + 1
+    rendered_at = 4 * (stop_at - 1)  # chunks 0, 1 first, then one every 4 steps
+    assert torch.load(path, weights_only=True)["step"] == rendered_at // 5 * 5
+    for finished in (False, True):  # resume, then restore the finished run
+        got, accuracy = trained(path, _interrupted(1) if finished else lambda _: None)
+        assert accuracy == want_accuracy
+        for name, value in want.state_dict().items():
+            assert torch.equal(got.state_dict()[name], value), name
+
+
+def test_reader_for_resumes_across_its_two_phases(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The two-phase reader of a run killed early in its second phase (before that phase saved
+    progress) is the reader of a run never killed; the progress files are gone afterwards."""
+    config = run.CONFIGS["smoke"]
+    want = run.reader_for(0, config, tmp_path / "whole", "cpu")
+    render = scenes.canvases
+    stop = _interrupted(reader.chunks_rendered(config.steps) + 2)
+
+    def killed(*args: object, **kwargs: object) -> scenes.CanvasBatch:
+        stop()
+        return render(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(run, "canvases", killed)
+    with pytest.raises(KeyboardInterrupt):
+        run.reader_for(0, config, tmp_path / "killed", "cpu")
+    assert (tmp_path / "killed" / "reader-seed0-first.progress.pt").exists()
+    assert not (tmp_path / "killed" / "reader-seed0.progress.pt").exists()
+    monkeypatch.setattr(run, "canvases", render)
+    got = run.reader_for(0, config, tmp_path / "killed", "cpu")
+    for name, value in want.state_dict().items():
+        assert torch.equal(got.state_dict()[name], value), name
+    assert not list((tmp_path / "killed").glob("*.progress.pt"))
 
 
 def test_hard_negatives_are_the_most_suspicious_other_views() -> None:

@@ -17,8 +17,11 @@ not touch the digit, and fragments of a large digit, are labelled 10.
 
 from __future__ import annotations
 
+import os
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
 
 import torch
 from einops import rearrange
@@ -211,6 +214,13 @@ def chunks_rendered(steps: int, refresh: int = REFRESH, keep: int = KEEP) -> int
     return keep + (steps - 1) // refresh
 
 
+def _save_progress(path: Path, state: dict[str, Any]) -> None:
+    """Write ``state`` to ``path`` atomically (an interrupted write leaves the previous file)."""
+    partial = path.with_name(path.name + ".partial")
+    torch.save(state, partial)
+    os.replace(partial, path)
+
+
 def train_reader(
     reader: Reader,
     render: Callable[[int, Reader], Views],
@@ -221,30 +231,70 @@ def train_reader(
     refresh: int = REFRESH,
     keep: int = KEEP,
     shares: tuple[float, float, float] = SHARES,
+    progress: Path | None = None,
+    every: int = 200,
+    generators: Sequence[torch.Generator] = (),
 ) -> float:
     """AdamW, one-cycle schedule, minibatches drawn by kind in ``shares``, augmented by
     :func:`_augment`, from a pool of freshly rendered views: ``render(chunk, reader)`` gives the
     views of chunk ``chunk`` (the reader as it is then, for hard negatives); the pool holds the
     last ``keep`` chunks and takes a new one every ``refresh`` steps, so the reader sees new
     scenes throughout (a fixed pool of 6000 scenes overfit: 97 % training accuracy, worse on
-    test photos). Returns the training accuracy of the last 100 steps."""
+    test photos). Returns the training accuracy of the last 100 steps.
+
+    Given a ``progress`` file, the whole training state (weights, optimiser, schedule, the view
+    pool, the random generators: its own and ``generators``, e.g. the one ``render`` draws
+    from) is written there every ``every`` steps and at the end, and a call that finds the file
+    resumes from it: an interrupted run continues where it was and ends with the same weights,
+    bit for bit, as one never interrupted; a finished one only restores its end state."""
     generator = torch.Generator().manual_seed(seed)
     device = next(reader.parameters()).device
     sizes = [round(share * batch) for share in shares]
     optimiser = torch.optim.AdamW(reader.parameters(), lr=lr, weight_decay=0.05)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, lr, total_steps=steps)
+    randomness = [generator, *generators]
     reader.eval()
-    chunks = deque((render(c, reader) for c in range(keep)), maxlen=keep)
-    rendered = keep
-    correct = seen = 0
-    for step in range(steps):
+    if progress is not None and progress.exists():
+        state = torch.load(progress, map_location=device, weights_only=True)
+        reader.load_state_dict(state["reader"])
+        optimiser.load_state_dict(state["optimiser"])
+        schedule.load_state_dict(state["schedule"])
+        for g, saved in zip(randomness, state["generators"], strict=True):
+            g.set_state(saved)
+        chunks = deque((tuple(views) for views in state["chunks"]), maxlen=keep)
+        first, rendered, correct, seen = state["step"], state["rendered"], *state["counts"]
+    else:
+        chunks = deque((render(c, reader) for c in range(keep)), maxlen=keep)
+        first, rendered, correct, seen = 0, keep, 0, 0
+
+    def pooled() -> tuple[Tensor, Tensor, list[Tensor]]:
+        views, labels, kinds = (torch.cat(column) for column in zip(*chunks, strict=True))
+        return views, labels, [(kinds == k).nonzero().flatten() for k in (DIGIT, FRAGMENT, OTHER)]
+
+    def save(step: int) -> None:
+        if progress is not None:
+            state = {
+                "reader": reader.state_dict(),
+                "optimiser": optimiser.state_dict(),
+                "schedule": schedule.state_dict(),
+                "generators": [g.get_state() for g in randomness],
+                "chunks": [list(views) for views in chunks],
+                "step": step,
+                "rendered": rendered,
+                "counts": [correct, seen],
+            }
+            _save_progress(progress, state)
+
+    if first < steps and first % refresh != 0:  # resumed between two refreshes
+        views, labels, pools = pooled()
+        reader.train()
+    for step in range(first, steps):
         if step % refresh == 0:
             if step > 0:
                 reader.eval()
                 chunks.append(render(rendered, reader))
                 rendered += 1
-            views, labels, kinds = (torch.cat(column) for column in zip(*chunks, strict=True))
-            pools = [(kinds == k).nonzero().flatten() for k in (DIGIT, FRAGMENT, OTHER)]
+            views, labels, pools = pooled()
             reader.train()
         pick = torch.cat(
             [
@@ -264,6 +314,8 @@ def train_reader(
         if step >= steps - 100:
             correct += int((logits.argmax(-1) == y).sum())
             seen += len(y)
+        if (step + 1) % every == 0 or step + 1 == steps:
+            save(step + 1)
     reader.eval()
     return correct / max(seen, 1)
 

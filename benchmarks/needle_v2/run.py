@@ -101,10 +101,11 @@ CONFIGS = {
 }
 
 
-def _renderer(config: Config, seed: int) -> Callable[[int, Reader], Views]:
+def _renderer(config: Config, seed: int) -> tuple[Callable[[int, Reader], Views], torch.Generator]:
     """Chunk ``c`` of the reader's training views: ``config.canvases`` new training canvases
     (variants alternating by chunk), each digit's views, its fragments, ``config.others`` random
-    views without a digit and as many that the reader now finds most digit-like."""
+    views without a digit and as many that the reader now finds most digit-like; and the
+    generator those views are drawn with (its state is part of a training run's progress)."""
     generator = torch.Generator().manual_seed(seed)
 
     def render(chunk: int, reader: Reader) -> Views:
@@ -120,11 +121,14 @@ def _renderer(config: Config, seed: int) -> Callable[[int, Reader], Views]:
 
         return training_views(batch, config.others, generator, suspicion)
 
-    return render
+    return render, generator
 
 
 def reader_for(seed: int, config: Config, folder: Path, device: str) -> Reader:
-    """Stage 1: the frozen reader of ``seed`` (trained unless its checkpoint exists)."""
+    """Stage 1: the frozen reader of ``seed`` (trained unless its checkpoint exists). Each
+    training phase keeps its progress in ``reader-seed{seed}-first.progress.pt`` /
+    ``reader-seed{seed}.progress.pt`` (every 200 steps): a run stopped at any point resumes
+    there and ends with the reader an uninterrupted run gives."""
     path = folder / f"reader-seed{seed}.pt"
     torch.manual_seed(seed)
     reader = Reader(config.width, config.bf16).to(device)
@@ -134,12 +138,22 @@ def reader_for(seed: int, config: Config, folder: Path, device: str) -> Reader:
     start = time.perf_counter()
     folder.mkdir(parents=True, exist_ok=True)
     first = path.with_name(f"reader-seed{seed}-first.pt")
-    render = _renderer(config, seed)
+    progress = [path.with_name(f"reader-seed{seed}{p}.progress.pt") for p in ("-first", "")]
+    render, generator = _renderer(config, seed)
     chunks = chunks_rendered(config.steps)
-    if first.exists():  # resume at the second phase
+    if first.exists() and not progress[0].exists():  # from before progress files: phase 2
         reader.load_state_dict(torch.load(first, map_location=device, weights_only=True))
     else:
-        train_reader(reader, render, config.steps, config.batch, config.lr, seed)
+        train_reader(
+            reader,
+            render,
+            config.steps,
+            config.batch,
+            config.lr,
+            seed,
+            progress=progress[0],
+            generators=[generator],
+        )
         torch.save(reader.state_dict(), first)
     accuracy = train_reader(
         reader,
@@ -149,8 +163,12 @@ def reader_for(seed: int, config: Config, folder: Path, device: str) -> Reader:
         config.tune_lr,
         seed + 1,
         shares=TUNE_SHARES,
+        progress=progress[1],
+        generators=[generator],
     )
     torch.save(reader.state_dict(), path)
+    for done in progress:
+        done.unlink(missing_ok=True)
     chunks += chunks_rendered(config.tune_steps)
     record = {
         "train_accuracy": accuracy,
