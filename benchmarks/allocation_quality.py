@@ -26,16 +26,14 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib.resources
 import io
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
+from installed_photos import SPORCO, installed_photo
 from torch import Tensor
 
 from pyrtok.allocation import QuadtreeGeometry, Scorer, allocate, detokenize, tokenize
@@ -106,39 +104,26 @@ def _square(array: np.ndarray, native: bool = False) -> Tensor:
     return x[0].clamp(0, 1)
 
 
+EVALUATION_PHOTOS = (
+    "astronaut",
+    "chelsea",
+    "coffee",
+    "rocket",
+    "hubble_deep_field",
+    "immunohistochemistry",
+    "retina",
+    "stereo_motorcycle",
+    "china",
+    "flower",
+    "grace_hopper",
+    *SPORCO,
+)
+
+
 def load_images(native: bool = False) -> dict[str, Tensor]:
     """The evaluation photos DESIGN.md lists, read from installed packages: 512 x 512 centre
     crops, or with ``native`` whole at a long side of 512."""
-    from matplotlib import cbook
-    from skimage import data
-    from sklearn.datasets import load_sample_images
-
-    images = {}
-
-    def prepare(array: np.ndarray) -> Tensor:
-        return _square(array, native)
-
-    for name in (
-        "astronaut",
-        "chelsea",
-        "coffee",
-        "rocket",
-        "hubble_deep_field",
-        "immunohistochemistry",
-        "retina",
-    ):
-        images[name] = prepare(getattr(data, name)())
-    images["stereo_motorcycle"] = prepare(data.stereo_motorcycle()[0])
-    sklearn_images = load_sample_images()
-    for filename, array in zip(sklearn_images.filenames, sklearn_images.images, strict=True):
-        images[Path(filename).stem] = prepare(array)
-    with cbook.get_sample_data("grace_hopper.jpg") as file:
-        images["grace_hopper"] = prepare(np.asarray(Image.open(file).convert("RGB")))
-    sporco = importlib.resources.files("sporco") / "data"
-    for name in ("kodim23", "monarch", "sail", "tulips", "barbara"):
-        with (sporco / f"{name}.png").open("rb") as file:
-            images[name] = prepare(np.asarray(Image.open(file).convert("RGB")))
-    return images
+    return {name: _square(installed_photo(name), native) for name in EVALUATION_PHOTOS}
 
 
 def psnr(recon: Tensor, x: Tensor) -> Tensor:

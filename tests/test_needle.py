@@ -14,6 +14,7 @@ pytest.importorskip("skimage")
 pytest.importorskip("sklearn")
 
 NEEDLE = Path(__file__).resolve().parents[1] / "benchmarks" / "needle"
+sys.path.insert(0, str(NEEDLE.parent))  # scenes reads installed_photos
 sys.path.insert(0, str(NEEDLE))
 
 import model  # noqa: E402

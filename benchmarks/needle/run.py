@@ -27,6 +27,7 @@ from pathlib import Path
 
 import torch
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # scenes reads installed_photos
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from model import (

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from installed_photos import installed_photo
 from PIL import Image, ImageDraw
 from torch import Tensor
 
@@ -37,7 +38,7 @@ TRAIN_PHOTOS = (
     "rocket",
     "retina",
 )
-TEST_PHOTOS = ("china", "flower", "motorcycle")
+TEST_PHOTOS = ("china", "flower", "stereo_motorcycle")
 TEXTURES = ("brick", "grass", "gravel")
 SPLITS = ("train", "test")
 VARIANTS = ("plain", "distractor")
@@ -65,22 +66,10 @@ def _scaled(photo: np.ndarray) -> list[np.ndarray]:
 @functools.cache
 def photos(split: str) -> tuple[list[np.ndarray], ...]:
     """Per photo of the split, its float32 ``(H, W, 3)`` copies at the usable scales."""
-    from skimage import data
-    from sklearn.datasets import load_sample_images
-
     if split not in SPLITS:
         raise ValueError(f"split: expected one of {SPLITS}, got {split!r}")
-    sample = dict(zip(("china", "flower"), load_sample_images().images, strict=True))
-    loaded = []
-    for name in TRAIN_PHOTOS if split == "train" else TEST_PHOTOS:
-        if name in sample:
-            image = sample[name]
-        elif name == "motorcycle":
-            image = data.stereo_motorcycle()[0]
-        else:
-            image = getattr(data, name)()
-        loaded.append(_scaled(_rgb(image)))
-    return tuple(loaded)
+    names = TRAIN_PHOTOS if split == "train" else TEST_PHOTOS
+    return tuple(_scaled(_rgb(installed_photo(name))) for name in names)
 
 
 @functools.cache

@@ -61,14 +61,12 @@ Everything is a pure function of ``(split, variant, seed, index)`` (and ``jitter
 from __future__ import annotations
 
 import functools
-import importlib.resources
 import zlib
 from dataclasses import dataclass, fields
-from importlib.abc import Traversable
-from pathlib import Path
 
 import numpy as np
 import torch
+from installed_photos import installed_photo
 from needle.scenes import (
     SPLITS,
     Box,
@@ -285,16 +283,7 @@ def reader_photos() -> tuple[list[np.ndarray], ...]:
         >>> len(reader_photos()), len(READER_PHOTOS)
         (16, 6)
     """
-    from matplotlib import cbook
-
-    sporco = importlib.resources.files("sporco") / "data"  # the dev and bench extras install it
-    sources: list[Traversable] = [Path(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))]
-    sources += [sporco / f"{name}.png" for name in READER_PHOTOS[1:]]
-    loaded = []
-    for source in sources:
-        with source.open("rb") as file:
-            loaded.append(np.asarray(Image.open(file).convert("RGB")))
-    return photos("train") + tuple(_scaled(_rgb(image)) for image in loaded)
+    return photos("train") + tuple(_scaled(_rgb(installed_photo(n))) for n in READER_PHOTOS)
 
 
 def _background(rng: np.random.Generator, split: str) -> np.ndarray:
