@@ -379,12 +379,14 @@ def test_reader_training_resumes_bit_for_bit(tmp_path: Path, stop_at: int) -> No
     with pytest.raises(KeyboardInterrupt):
         trained(path, _interrupted(stop_at + 1))  # chunk c is render call c + 1
     rendered_at = 4 * (stop_at - 1)  # chunks 0, 1 first, then one every 4 steps
-    assert torch.load(path, weights_only=True)["step"] == rendered_at // 5 * 5
+    stopped = torch.load(path, weights_only=True)
+    assert stopped["step"] == rendered_at // 5 * 5
     for finished in (False, True):  # resume, then restore the finished run
         got, accuracy = trained(path, _interrupted(1) if finished else lambda _: None)
         assert accuracy == want_accuracy
         for name, value in want.state_dict().items():
             assert torch.equal(got.state_dict()[name], value), name
+        assert torch.load(path, weights_only=True)["seconds"] > stopped["seconds"] > 0
 
 
 def test_reader_for_resumes_across_its_two_phases(
@@ -411,6 +413,7 @@ def test_reader_for_resumes_across_its_two_phases(
     for name, value in want.state_dict().items():
         assert torch.equal(got.state_dict()[name], value), name
     assert not list((tmp_path / "killed").glob("*.progress.pt"))
+    assert json.loads((tmp_path / "killed" / "reader-seed0.json").read_text())["seconds"] > 0
 
 
 def test_hard_negatives_are_the_most_suspicious_other_views() -> None:

@@ -18,6 +18,7 @@ not touch the digit, and fragments of a large digit, are labelled 10.
 from __future__ import annotations
 
 import os
+import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -246,7 +247,9 @@ def train_reader(
     pool, the random generators: its own and ``generators``, e.g. the one ``render`` draws
     from) is written there every ``every`` steps and at the end, and a call that finds the file
     resumes from it: an interrupted run continues where it was and ends with the same weights,
-    bit for bit, as one never interrupted; a finished one only restores its end state."""
+    bit for bit, as one never interrupted; a finished one only restores its end state. The file
+    also keeps ``seconds``, the training time of every run that got it there."""
+    started = time.perf_counter()
     generator = torch.Generator().manual_seed(seed)
     device = next(reader.parameters()).device
     sizes = [round(share * batch) for share in shares]
@@ -263,6 +266,7 @@ def train_reader(
             g.set_state(saved)
         chunks = deque((tuple(views) for views in state["chunks"]), maxlen=keep)
         first, rendered, correct, seen = state["step"], state["rendered"], *state["counts"]
+        started -= state["seconds"]
     else:
         chunks = deque((render(c, reader) for c in range(keep)), maxlen=keep)
         first, rendered, correct, seen = 0, keep, 0, 0
@@ -282,6 +286,7 @@ def train_reader(
                 "step": step,
                 "rendered": rendered,
                 "counts": [correct, seen],
+                "seconds": time.perf_counter() - started,
             }
             _save_progress(progress, state)
 

@@ -135,7 +135,6 @@ def reader_for(seed: int, config: Config, folder: Path, device: str) -> Reader:
     if path.exists():
         reader.load_state_dict(torch.load(path, map_location=device, weights_only=True))
         return reader.eval()
-    start = time.perf_counter()
     folder.mkdir(parents=True, exist_ok=True)
     first = path.with_name(f"reader-seed{seed}-first.pt")
     progress = [path.with_name(f"reader-seed{seed}{p}.progress.pt") for p in ("-first", "")]
@@ -167,13 +166,16 @@ def reader_for(seed: int, config: Config, folder: Path, device: str) -> Reader:
         generators=[generator],
     )
     torch.save(reader.state_dict(), path)
+    seconds = 0.0
     for done in progress:
-        done.unlink(missing_ok=True)
+        if done.exists():
+            seconds += torch.load(done, weights_only=True)["seconds"]
+            done.unlink()
     chunks += chunks_rendered(config.tune_steps)
     record = {
         "train_accuracy": accuracy,
         "canvases": chunks * config.canvases,
-        "seconds": time.perf_counter() - start,
+        "seconds": seconds,  # training time, summed over every run that resumed it
     }
     path.with_suffix(".json").write_text(json.dumps(record))
     print(f"reader seed {seed}: {record}", flush=True)
