@@ -7,17 +7,25 @@ import torch
 
 import pyrtok.pyramid.functional as pyramid_functional
 from pyrtok.allocation import SCORERS, QuadtreeGeometry, allocate, cell_pyramid, tokenize
+from pyrtok.pyramid import opencv_path
 
 
 def _count_builds(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """One entry per REDUCE, through ``pyr_down`` or the CPU one-pass energy (OpenCV)."""
     calls: list[int] = []
     original = pyramid_functional.pyr_down
+    one_pass = opencv_path.laplacian_energy
 
     def counting(*args: object, **kwargs: object) -> torch.Tensor:
         calls.append(1)
         return original(*args, **kwargs)  # type: ignore[arg-type]
 
+    def counting_one_pass(x: torch.Tensor, levels: int, *args: object) -> object:
+        calls.extend([1] * (levels - 1))
+        return one_pass(x, levels, *args)  # type: ignore[arg-type]
+
     monkeypatch.setattr(pyramid_functional, "pyr_down", counting)
+    monkeypatch.setattr(opencv_path, "laplacian_energy", counting_one_pass)
     return calls
 
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from pyrtok.pyramid import opencv_path
 from pyrtok.pyramid.checks import check_finite_energy, check_patch_size, check_pyramid
 from pyrtok.pyramid.functional import Levels, laplacian_pyramid, resolve_levels
-from pyrtok.pyramid.kernels import KernelLike
+from pyrtok.pyramid.kernels import KernelLike, resolve_kernel
 from pyrtok.pyramid.triton.dispatch import fused_taps
 from pyrtok.pyramid.triton.ops import triton_laplacian_energy
 
@@ -77,6 +78,8 @@ def laplacian_energy(
     kernel: KernelLike = "binom5",
     border: str = "reflect",
     check_finite: bool = True,
+    *,
+    keep_pyramid: bool = True,
 ) -> tuple[list[Tensor], Tensor]:
     """Laplacian pyramid of ``x`` and its band energy, computed together.
 
@@ -84,7 +87,11 @@ def laplacian_energy(
     ``band_energy(pyramid, patch_size)``. On a CUDA tensor with the fused kernels available,
     the energies are summed inside the build kernels while the bands are written (no second
     pass over the bands) for every level ``k`` with ``patch_size % 2**k == 0``; the other
-    levels' energies are computed from their bands as in :func:`band_energy`.
+    levels' energies are computed from their bands as in :func:`band_energy`. On the CPU with
+    OpenCV (the ``cpu`` extra), when ``H`` and ``W`` are multiples of ``patch_size`` and
+    ``patch_size`` of ``2**(levels - 1)`` (the allocation scorer's padded input), each plane's
+    bands are built and block-summed in one go while in cache (forward only: an input that
+    needs gradients takes the two-pass path).
 
     Args:
         x: ``(..., C, H, W)`` floating tensor.
@@ -93,9 +100,12 @@ def laplacian_energy(
         kernel: as in :func:`~pyrtok.pyr_down`.
         border: as in :func:`~pyrtok.pyr_down`.
         check_finite: as in :func:`band_energy`.
+        keep_pyramid: ``False`` when only the energy is wanted: the pyramid returned is ``[]``,
+            and on the CPU one-pass path the bands are never written to memory at all (the
+            allocation scorer's call).
 
     Returns:
-        The pyramid (as :func:`~pyrtok.laplacian_pyramid`) and its
+        The pyramid (as :func:`~pyrtok.laplacian_pyramid`; ``[]`` without ``keep_pyramid``) and its
         ``(..., L, ceil(H / patch_size), ceil(W / patch_size))`` energy (as :func:`band_energy`).
 
     Examples:
@@ -105,10 +115,18 @@ def laplacian_energy(
         (4, torch.Size([2, 4, 4, 3]))
     """
     fused = fused_taps(x, kernel, border)
+    if fused is None and _one_plane_at_a_time(x, levels, kernel, border, patch_size):
+        pyramid, energy = opencv_path.laplacian_energy(
+            x, resolve_levels(x, levels, kernel), patch_size, keep_pyramid
+        )
+        if check_finite:
+            check_finite_energy(energy)
+        return pyramid, energy
     count = resolve_levels(x, levels, kernel) if fused is not None else 1
     if fused is None or count == 1:
         pyramid = laplacian_pyramid(x, levels, kernel, border)
-        return pyramid, band_energy(pyramid, patch_size, check_finite)
+        energy = band_energy(pyramid, patch_size, check_finite)
+        return (pyramid if keep_pyramid else []), energy
     height, width = check_patch_size(x, patch_size, "x")
     pyramid, fused_energy = triton_laplacian_energy(x, count, fused, patch_size)
     maps = [
@@ -120,7 +138,24 @@ def laplacian_energy(
     energy = torch.stack(maps, dim=-3)
     if check_finite:
         check_finite_energy(energy)
-    return pyramid, energy
+    return (pyramid if keep_pyramid else []), energy
+
+
+def _one_plane_at_a_time(
+    x: Tensor, levels: Levels, kernel: KernelLike, border: str, patch_size: int
+) -> bool:
+    """Whether :func:`opencv_path.laplacian_energy` computes this call (see
+    :func:`laplacian_energy`); an invalid argument gives ``False`` (the usual path raises)."""
+    if not isinstance(x, Tensor) or (x.requires_grad and torch.is_grad_enabled()):
+        return False
+    try:
+        height, width = check_patch_size(x, patch_size, "x")
+        usable = opencv_path.usable(x, resolve_kernel(kernel), border)
+        count = resolve_levels(x, levels, kernel) if usable else 1
+    except (TypeError, ValueError):
+        return False
+    whole = height % patch_size == 0 and width % patch_size == 0
+    return count > 1 and whole and patch_size % (1 << (count - 1)) == 0
 
 
 def _level_energy(level: Tensor, k: int, patch_size: int, height: int, width: int) -> Tensor:

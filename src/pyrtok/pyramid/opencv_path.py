@@ -213,3 +213,73 @@ def pyr_up(x: Tensor, base: Tensor | None = None, scale: float = 1.0) -> Tensor:
     size = (2 * x.shape[-2], 2 * x.shape[-1])
     out: Tensor = _OpenCVPyramid.apply(x, base, True, size, scale)
     return out
+
+
+def laplacian_energy(
+    x: Tensor, levels: int, patch_size: int, keep_pyramid: bool = True
+) -> tuple[list[Tensor], Tensor]:
+    """The Laplacian pyramid of ``x`` (``levels >= 2`` entries, as
+    :func:`~pyrtok.laplacian_pyramid`) and its band energy per ``patch_size`` patch, one plane
+    at a time: each band is block-summed while it is still in cache, so the bands are written
+    once and never read again (the torch path squares and sums them in further passes); without
+    ``keep_pyramid`` they are not written at all (per-thread scratch planes; the pyramid
+    returned is ``[]``).
+
+    Only where :func:`usable` holds, ``x`` is ``(..., C, H, W)`` with ``H`` and ``W`` multiples
+    of ``patch_size``, and ``patch_size`` a multiple of ``2**(levels - 1)`` (every EXPAND
+    doubles, every coefficient lies in one patch); forward only (the caller checks). The bands
+    are the OpenCV path's, bit for bit; the energies sum in another order than
+    :func:`~pyrtok.band_energy`'s (float rounding apart, equal).
+
+    Returns:
+        The pyramid and the ``(..., levels, H / patch_size, W / patch_size)`` energy, summed over
+        ``C``, in the dtype of ``x``.
+
+    Examples:
+        >>> from pyrtok import band_energy, laplacian_pyramid
+        >>> x = torch.rand(2, 3, 32, 48, dtype=torch.float64)
+        >>> bands, energy = laplacian_energy(x, 3, 16) if cv2_module() else (None, None)
+        >>> energy is None or bool(torch.allclose(energy, band_energy(bands, 16)))
+        True
+    """
+    cv2: Any = cv2_module()
+    source = _planes(x)
+    planes, height, width = source.shape
+    sizes = [(height >> k, width >> k) for k in range(levels)]
+    bands = [np.empty((planes, *size), dtype=source.dtype) for size in sizes if keep_pyramid]
+    rows, cols = height // patch_size, width // patch_size
+    energy = np.empty((planes, levels, rows, cols), dtype=source.dtype)
+
+    def run(share: range) -> None:
+        def scratch(shapes: list[tuple[int, int]]) -> list[np.ndarray]:
+            return [np.empty(shape, dtype=source.dtype) for shape in shapes]
+
+        squares, row_sums = scratch(sizes), scratch([(rows, w) for _, w in sizes])
+        gaussians, details = scratch(sizes[1:]), scratch(sizes[:-1])
+        for i in share:
+            # where L_0 .. L_{levels-2} and G_{levels-1} of this plane go
+            out = [band[i] for band in bands] if keep_pyramid else [*details, gaussians[-1]]
+            fine = source[i]
+            for k, (h, w) in enumerate(sizes):
+                if k < levels - 1:  # L_k = G_k - pyrUp(G_{k+1}); the last band is G_{L-1}
+                    coarse = gaussians[k] if k < levels - 2 else out[-1]
+                    cv2.pyrDown(fine, dst=coarse)
+                    cv2.pyrUp(coarse, dst=out[k], dstsize=(w, h))
+                    cv2.scaleAdd(out[k], -1.0, fine, dst=out[k])
+                    fine = coarse
+                step = patch_size >> k
+                np.multiply(out[k], out[k], out=squares[k])
+                np.sum(squares[k].reshape(rows, step, w), axis=1, out=row_sums[k])
+                np.sum(row_sums[k].reshape(rows, cols, step), axis=2, out=energy[i, k])
+
+    shares = _shares(planes, source.size, torch.get_num_threads())
+    if len(shares) == 1:
+        run(shares[0])
+    else:
+        list(_pool(os.getpid(), len(shares)).map(run, shares))
+    lead = x.shape[:-2]
+    pyramid = [
+        torch.from_numpy(b).view(*lead, *size) for b, size in zip(bands, sizes, strict=False)
+    ]
+    per_plane = torch.from_numpy(energy).view(*lead, levels, rows, cols)
+    return pyramid, per_plane.sum(dim=-4)
