@@ -264,8 +264,9 @@ class QuadtreeGeometry:
         return options.index(budget)
 
 
-def check_images(images: object, name: str = "images") -> Tensor:
-    """Validate a batch of images: a floating ``(B, C, H, W)`` tensor without NaN/Inf."""
+def check_images(images: object, name: str = "images", values: bool = True) -> Tensor:
+    """Validate a batch of images: a floating ``(B, C, H, W)`` tensor without NaN/Inf (the
+    values are read only with ``values``, and while :class:`~pyrtok.sync_checks` is on)."""
     if not isinstance(images, Tensor):
         raise TypeError(f"{name}: expected a torch.Tensor, got {type(images).__name__}")
     if images.is_nested:
@@ -284,7 +285,7 @@ def check_images(images: object, name: str = "images") -> Tensor:
         )
     if images.numel() == 0:
         raise ValueError(f"{name}: is empty, shape {tuple(images.shape)}")
-    if not sync_checks_enabled():
+    if not (values and sync_checks_enabled()):
         return images
     # min and max propagate NaN and reveal +-Inf, without a full-size boolean temporary.
     low, high = torch.aminmax(images.detach())
@@ -298,9 +299,12 @@ def work_dtype(images: Tensor) -> torch.dtype:
     return torch.float64 if images.dtype == torch.float64 else torch.float32
 
 
-def geometry_for(images: Tensor, min_patch: int, max_patch: int) -> QuadtreeGeometry:
-    """Validate ``images`` and return the quadtree geometry of their size."""
-    check_images(images)
+def geometry_for(
+    images: Tensor, min_patch: int, max_patch: int, values: bool = True
+) -> QuadtreeGeometry:
+    """Validate ``images`` (their values too with ``values``: :func:`check_images`) and return
+    the quadtree geometry of their size."""
+    check_images(images, values=values)
     return QuadtreeGeometry.create(images.shape[-2], images.shape[-1], min_patch, max_patch)
 
 
