@@ -5,12 +5,15 @@ from __future__ import annotations
 import pytest
 import torch
 
+from pyrtok import sync_checks
 from pyrtok.allocation import (
     FrequencyAwareAllocator,
     MixedResolutionTokenizer,
     QuadtreeGeometry,
     allocate,
+    cell_pyramid,
     detokenize,
+    laplacian_scores,
     tokenize,
 )
 
@@ -94,6 +97,19 @@ def test_non_finite_images(bad: float, strategy: str) -> None:
     x[1, 0, 5, 7] = bad
     with pytest.raises(ValueError, match="images: contains NaN or Inf"):
         allocate(x, 16, 16, 32, strategy=strategy)
+
+
+@pytest.mark.parametrize("shared", [False, True])
+def test_laplacian_scorer_reads_non_finite_pixels_off_the_energy(shared: bool) -> None:
+    """Called on its own, the scorer checks the values through their band energy (no extra
+    pass over the input), with or without a shared pyramid; ``sync_checks(False)`` skips it."""
+    x = torch.rand(2, 3, 64, 64)
+    x[1, 0, 5, 7] = float("nan")
+    pyramid = cell_pyramid(x, QuadtreeGeometry.create(64, 64, 16, 32)) if shared else None
+    with pytest.raises(ValueError, match="band energy is NaN or Inf"):
+        laplacian_scores(x, 16, 32, pyramid=pyramid)
+    with sync_checks(False):
+        assert laplacian_scores(x, 16, 32, pyramid=pyramid)[0][1].isnan().any()
 
 
 def test_images_shape_dtype_and_type() -> None:

@@ -24,6 +24,7 @@ from pyrtok.allocation.quadtree import (
     sum_pool,
 )
 from pyrtok.pyramid import band_energy, laplacian_energy, laplacian_from_gaussian
+from pyrtok.pyramid.checks import check_finite_energy
 
 _EPS_SHARE = 0.01
 """Floor of the log and of the centre-surround ratio: 1% of the image's mean detail energy per
@@ -115,27 +116,38 @@ class LaplacianScorer:
         :func:`~pyrtok.laplacian_energy` (fused on CUDA) over the images padded to whole cells;
         with it, its Gaussian levels are read.
         """
-        # NaN / Inf pixels make the energy NaN / Inf: checked there (a separate pass over the
-        # input cost ~0.1 s on 256 images of 512 x 512 on a 2-core CPU)
+        # NaN / Inf pixels make their energy NaN / Inf, checked once at the end (a pass over
+        # the input cost ~0.1 s on 256 images of 512 x 512 on a 2-core CPU; one check per
+        # chunk would sync with a GPU per chunk)
         geometry = geometry_for(images, min_patch, max_patch, values=False)
         if geometry.depth == 0:
             check_images(images)
             return []
+        largest: list[Tensor] = []  # per chunk, its largest energy (NaN / Inf if any is)
+
+        def scored(energy: Tensor) -> list[Tensor]:
+            largest.append(energy.amax())
+            return self._scores(energy, geometry)
+
         if pyramid is None:
 
             def fused(start: int, stop: int) -> list[Tensor]:
                 padded = pad_to_cells(images[start:stop], geometry)  # per chunk: bounded memory
                 _, energy = laplacian_energy(
-                    padded, min_patch, geometry.depth + 1, keep_pyramid=False
+                    padded, min_patch, geometry.depth + 1, check_finite=False, keep_pyramid=False
                 )
-                return self._scores(energy, geometry)
+                return scored(energy)
 
-            return by_chunk(fused, images)
-        return on_cell_pyramid(self._from_gaussians, images, geometry, pyramid, geometry.depth + 1)
+            scores = by_chunk(fused, images)
+        else:
 
-    def _from_gaussians(self, gaussians: list[Tensor], geometry: QuadtreeGeometry) -> list[Tensor]:
-        bands = laplacian_from_gaussian(gaussians)
-        return self._scores(band_energy(bands, geometry.min_patch), geometry)
+            def shared(gaussians: list[Tensor], geometry: QuadtreeGeometry) -> list[Tensor]:
+                bands = laplacian_from_gaussian(gaussians)
+                return scored(band_energy(bands, geometry.min_patch, check_finite=False))
+
+            scores = on_cell_pyramid(shared, images, geometry, pyramid, geometry.depth + 1)
+        check_finite_energy(torch.stack(largest))
+        return scores
 
     def _scores(self, energy: Tensor, geometry: QuadtreeGeometry) -> list[Tensor]:
         """Scores from ``(B, depth + 1, rows, cols)`` coefficient energy per ``min_patch``

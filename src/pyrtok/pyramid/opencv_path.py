@@ -278,8 +278,6 @@ def laplacian_energy(
     else:
         list(_pool(os.getpid(), len(shares)).map(run, shares))
     lead = x.shape[:-2]
-    pyramid = [
-        torch.from_numpy(b).view(*lead, *size) for b, size in zip(bands, sizes, strict=False)
-    ]
+    pyramid = [torch.from_numpy(band).view(*lead, *band.shape[1:]) for band in bands]
     per_plane = torch.from_numpy(energy).view(*lead, levels, rows, cols)
     return pyramid, per_plane.sum(dim=-4)
