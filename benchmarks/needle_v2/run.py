@@ -6,7 +6,10 @@ Stages (each writes its result under ``--checkpoints`` and is skipped when that 
    (:func:`scenes.canvas`: train split, both variants, 4-10 digits per canvas, a
    ``Config.large_share`` of them large (50 % since the fifth session, was 30 %),
    contrast ``TRAIN_CONTRAST``, glyphs jittered by a random affine map), with hard negatives
-   (:func:`reader.training_views`); frozen afterwards.
+   (:func:`reader.training_views`); frozen afterwards. Training keeps its whole state in a
+   progress file every 200 steps: stopped anywhere (Ctrl-C, a lost session), the same command
+   resumes there and ends with the reader an uninterrupted run gives (on the same device and
+   thread count).
 2. ``calibrate`` (seed 0's reader, before any allocator): the crop-oracle check -- accuracy on
    the ground-truth digit views of small digits at full, half and quarter resolution, per
    contrast bin of the wide ``CALIBRATION_CONTRAST`` (test photos and glyphs, scene seed 2000,
