@@ -258,7 +258,8 @@ def train_reader(
     randomness = [generator, *generators]
     reader.eval()
     if progress is not None and progress.exists():
-        state = torch.load(progress, map_location=device, weights_only=True)
+        # on the CPU: generator states must be, views are (load_state_dict moves the rest)
+        state = torch.load(progress, map_location="cpu", weights_only=True)
         reader.load_state_dict(state["reader"])
         optimiser.load_state_dict(state["optimiser"])
         schedule.load_state_dict(state["schedule"])
