@@ -31,9 +31,11 @@ seed 0's took 97-104 min on one core with the other core busy, its rule choice a
     nice -n 5 python benchmarks/needle_v2/run.py --config reduced
     # or: --seed S --until reader (S = 0, 1, 2 in parallel), --seeds 1 --until gate,
     #     --seed S (evaluate, S in parallel), then the line above to report
-Full configuration (width 96, twice the training: ~8 h on 2 CPU cores, est.; minutes with
---device cuda):
+Full configuration (width 96, twice the training; seed 0's reader took 94 min, mostly on two
+threads of a quiet machine, ~2.5x that on one busy core, and its crop-oracle check, rule choice and
+gate 11 min; all three seeds, one process, ~5-6 h est.; minutes with --device cuda):
     python benchmarks/needle_v2/run.py --config full
+``--config long`` trains twice as long again.
 """
 
 from __future__ import annotations
