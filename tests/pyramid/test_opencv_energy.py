@@ -16,8 +16,7 @@ from pyrtok.pyramid import opencv_path
 pytest.importorskip("cv2")
 
 
-@pytest.fixture
-def one_pass(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
+def _record_one_pass(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
     """Records each call of the one-pass path (its ``keep_pyramid``)."""
     seen: list[bool] = []
     original = opencv_path.laplacian_energy
@@ -28,6 +27,11 @@ def one_pass(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
 
     monkeypatch.setattr(opencv_path, "laplacian_energy", record)
     return seen
+
+
+@pytest.fixture
+def one_pass(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
+    return _record_one_pass(monkeypatch)
 
 
 @settings(max_examples=30, deadline=None)
@@ -43,15 +47,8 @@ def test_one_pass_equals_pyramid_then_band_energy(
 ) -> None:
     patch = factor << (levels - 1)
     x = torch.rand(*lead, patch * patches[0], patch * patches[1], dtype=dtype) * 4 - 2
-    seen: list[bool] = []
-    original = opencv_path.laplacian_energy
-
-    def record(x: torch.Tensor, levels: int, patch: int, keep: bool) -> object:
-        seen.append(keep)
-        return original(x, levels, patch, keep)
-
     with pytest.MonkeyPatch.context() as spy:  # hypothesis: no function-scoped fixture
-        spy.setattr(opencv_path, "laplacian_energy", record)
+        seen = _record_one_pass(spy)
         pyramid, energy = laplacian_energy(x, patch, levels)
         kept, alone = laplacian_energy(x, patch, levels, keep_pyramid=False)
     assert seen == [True, False]

@@ -115,10 +115,9 @@ def laplacian_energy(
         (4, torch.Size([2, 4, 4, 3]))
     """
     fused = fused_taps(x, kernel, border)
-    if fused is None and _one_plane_at_a_time(x, levels, kernel, border, patch_size):
-        pyramid, energy = opencv_path.laplacian_energy(
-            x, resolve_levels(x, levels, kernel), patch_size, keep_pyramid
-        )
+    one_pass = _one_pass_levels(x, levels, kernel, border, patch_size) if fused is None else None
+    if one_pass is not None:
+        pyramid, energy = opencv_path.laplacian_energy(x, one_pass, patch_size, keep_pyramid)
         if check_finite:
             check_finite_energy(energy)
         return pyramid, energy
@@ -141,21 +140,23 @@ def laplacian_energy(
     return (pyramid if keep_pyramid else []), energy
 
 
-def _one_plane_at_a_time(
+def _one_pass_levels(
     x: Tensor, levels: Levels, kernel: KernelLike, border: str, patch_size: int
-) -> bool:
-    """Whether :func:`opencv_path.laplacian_energy` computes this call (see
-    :func:`laplacian_energy`); an invalid argument gives ``False`` (the usual path raises)."""
+) -> int | None:
+    """The level count if :func:`opencv_path.laplacian_energy` computes this call (see
+    :func:`laplacian_energy`), else ``None``; also ``None`` for an invalid argument (the usual
+    path raises)."""
     if not isinstance(x, Tensor) or (x.requires_grad and torch.is_grad_enabled()):
-        return False
+        return None
     try:
         height, width = check_patch_size(x, patch_size, "x")
-        usable = opencv_path.usable(x, resolve_kernel(kernel), border)
-        count = resolve_levels(x, levels, kernel) if usable else 1
+        if not opencv_path.usable(x, resolve_kernel(kernel), border):
+            return None
+        count = resolve_levels(x, levels, kernel)
     except (TypeError, ValueError):
-        return False
+        return None
     whole = height % patch_size == 0 and width % patch_size == 0
-    return count > 1 and whole and patch_size % (1 << (count - 1)) == 0
+    return count if count > 1 and whole and patch_size % (1 << (count - 1)) == 0 else None
 
 
 def _level_energy(level: Tensor, k: int, patch_size: int, height: int, width: int) -> Tensor:

@@ -26,6 +26,7 @@ from __future__ import annotations
 import functools
 import itertools
 import os
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from types import ModuleType
 from typing import Any
@@ -117,6 +118,16 @@ def _shares(planes: int, values: int, threads: int) -> list[range]:
     return [range(lo, hi) for lo, hi in itertools.pairwise(bounds)]
 
 
+def _over_threads(run: Callable[[range], None], planes: int, values: int) -> None:
+    """``run`` over contiguous shares of ``planes`` (:func:`_shares`), on the pool's threads
+    when there is more than one share, else on the calling thread."""
+    shares = _shares(planes, values, torch.get_num_threads())
+    if len(shares) == 1:
+        run(shares[0])
+    else:
+        list(_pool(os.getpid(), len(shares)).map(run, shares))
+
+
 def _planes(x: Tensor) -> np.ndarray:
     """``x`` as a contiguous ``(N, H, W)`` array (a view where ``x`` is contiguous)."""
     planes = x.detach().resolve_conj().resolve_neg()  # no-ops unless a lazy view
@@ -147,11 +158,7 @@ def _per_plane(
             else:
                 cv2.pyrDown(source[i], dst=target[i])
 
-    shares = _shares(source.shape[0], source.size + target.size, torch.get_num_threads())
-    if len(shares) == 1:
-        run(shares[0])
-    else:
-        list(_pool(os.getpid(), len(shares)).map(run, shares))
+    _over_threads(run, source.shape[0], source.size + target.size)
     return torch.from_numpy(target).view(*x.shape[:-2], *size)
 
 
@@ -272,11 +279,7 @@ def laplacian_energy(
                 np.sum(squares[k].reshape(rows, step, w), axis=1, out=row_sums[k])
                 np.sum(row_sums[k].reshape(rows, cols, step), axis=2, out=energy[i, k])
 
-    shares = _shares(planes, source.size, torch.get_num_threads())
-    if len(shares) == 1:
-        run(shares[0])
-    else:
-        list(_pool(os.getpid(), len(shares)).map(run, shares))
+    _over_threads(run, planes, source.size)
     lead = x.shape[:-2]
     pyramid = [torch.from_numpy(band).view(*lead, *band.shape[1:]) for band in bands]
     per_plane = torch.from_numpy(energy).view(*lead, levels, rows, cols)
