@@ -113,6 +113,9 @@ def laplacian_energy(
         >>> pyramid, energy = laplacian_energy(x, patch_size=16, levels=4)
         >>> len(pyramid), energy.shape
         (4, torch.Size([2, 4, 4, 3]))
+        >>> kept, alone = laplacian_energy(x, patch_size=16, levels=4, keep_pyramid=False)
+        >>> kept, bool(torch.allclose(alone, energy))
+        ([], True)
     """
     fused = fused_taps(x, kernel, border)
     one_pass = _one_pass_levels(x, levels, kernel, border, patch_size) if fused is None else None
