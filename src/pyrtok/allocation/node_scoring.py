@@ -54,10 +54,13 @@ def on_cell_pyramid(
     return by_chunk(lambda start, stop: score(chunk_levels(start, stop), geometry), images)
 
 
-def by_chunk(score: Callable[[int, int], list[Tensor]], images: Tensor) -> list[Tensor]:
-    """``score(start, stop)`` over batch chunks of about ``_CHUNK_VALUES`` values, joined."""
+def by_chunk(
+    score: Callable[[int, int], list[Tensor]], images: Tensor, values: int = _CHUNK_VALUES
+) -> list[Tensor]:
+    """``score(start, stop)`` over batch chunks of about ``values`` input values (at least one
+    image), joined."""
     batch = images.shape[0]
-    size = max(1, _CHUNK_VALUES // max(1, images[0].numel()))
+    size = max(1, values // max(1, images[0].numel()))
     parts = [score(start, min(batch, start + size)) for start in range(0, batch, size)]
     if len(parts) == 1:
         return parts[0]

@@ -42,7 +42,7 @@ from pyrtok.allocation.node_scoring import (
     score_nodes,
 )
 from pyrtok.allocation.quadtree import QuadtreeGeometry, geometry_for, sum_pool
-from pyrtok.pyramid import band_energy, laplacian_pyramid
+from pyrtok.pyramid import laplacian_energy
 
 __all__ = [
     "SCORERS",
@@ -213,7 +213,7 @@ def threshold_weights(images: Tensor, min_patch: int = 16, max_patch: int = 64) 
 
 
 def _threshold(x: Tensor, geometry: QuadtreeGeometry) -> Tensor:
-    energy = band_energy(laplacian_pyramid(x, levels=4), geometry.max_patch, check_finite=False)
+    _, energy = laplacian_energy(x, geometry.max_patch, 4, check_finite=False, keep_pyramid=False)
     high = energy[:, 0] + energy[:, 1]
     low = energy[:, 2] + energy[:, 3]
     return torch.where(high > 2 * low, 0.05, 0.01).to(x.dtype)
