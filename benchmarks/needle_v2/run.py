@@ -35,7 +35,10 @@ Full configuration (width 96, twice the training; seed 0's reader took 94 min, m
 threads of a quiet machine, ~2.5x that on one busy core, and its crop-oracle check, rule choice and
 gate 11 min; all three seeds, one process, ~5-6 h est.; minutes with --device cuda):
     python benchmarks/needle_v2/run.py --config full
-``--config long`` trains twice as long again.
+``--config long`` trains twice as long again (seed 0's reader: 153 min, steps 0-2400 on one
+busy core, the rest on two threads, ~15 min of it beside CI; its check, rule choice and gate
+13 min; all three seeds, one process, ~8-9 h est.):
+    python benchmarks/needle_v2/run.py --config long
 """
 
 from __future__ import annotations
