@@ -185,6 +185,28 @@ def test_combination_rules_on_a_large_digit_with_a_confident_fragment() -> None:
         reader.answer([cells, fragments], every, "mean")
 
 
+def test_learned_rule_learns_that_a_digit_is_read_by_its_parent_too() -> None:
+    """Per scene the digit's full-resolution node reads it (0.6) and so does its parent (0.5);
+    elsewhere a full-resolution node reads another digit surer (0.8) under a parent that
+    reads nothing: ``max`` answers the impostor, the rule fit on these scenes the digit."""
+    generator = torch.Generator().manual_seed(0)
+    count = 64
+    p = [torch.full((count, 4 << d, 4 << d, 10), 0.001) for d in range(3)]
+    held = [torch.full((count, 4 << d, 4 << d), reader.NONE) for d in range(3)]
+    digits = torch.randint(10, (count,), generator=generator)
+    for i, digit in enumerate(digits.tolist()):
+        p[2][i, 2, 2, digit], p[1][i, 1, 1, digit] = 0.6, 0.5
+        held[2][i, 2, 2] = held[1][i, 1, 1] = held[0][i, 0, 0] = digit
+        p[2][i, 12, 12, (digit + 1) % 10] = 0.8
+    every = [torch.ones(q.shape[:3], dtype=torch.bool) for q in p]
+    assert not bool((reader.answer(p, every, "max") == digits).any())
+    rule = reader.fit_rule(p, held)
+    assert torch.equal(reader.answer(p, every, rule), digits)
+    assert rule.weights[reader.FEATURES.index("parent log p")] > 0
+    assert run.rule_of({"rule": "learned", "learned": list(rule.weights)}) == rule
+    assert run.rule_of({"rule": "max", "learned": list(rule.weights)}) == "max"
+
+
 def test_paired_statistics_on_a_hand_example() -> None:
     a = torch.tensor([True] * 6 + [False] * 4)
     b = torch.tensor([True] * 3 + [False] * 6 + [True])

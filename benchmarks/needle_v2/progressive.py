@@ -18,7 +18,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .reader import answer, confidence
+from .reader import Rule, answer, confidence
 
 LADDER = (16, 40, 88, 160, 256)
 """The rungs (visual tokens of each rung's allocation; a subset of :data:`arms.BUDGETS`)."""
@@ -54,7 +54,7 @@ def ladder_outcomes(
     probabilities: list[Tensor],
     visible: dict[int, list[Tensor]],
     labels: Tensor,
-    rule: str,
+    rule: Rule,
     ladder: tuple[int, ...] = LADDER,
 ) -> dict[str, Tensor]:
     """Per rung and scene ``(R, B)``: whether the answer is right, its confidence and the visual

@@ -15,7 +15,8 @@ Stages (each writes its result under ``--checkpoints`` and is skipped when that 
    contrast bin of the wide ``CALIBRATION_CONTRAST`` (test photos and glyphs, scene seed 2000,
    never evaluated on).
 3. ``rule`` (seed 0's reader, before any test scene): :func:`choose_rule` picks how node
-   readings combine, on held-out training scenes.
+   readings combine, on held-out training scenes: one of the fixed rules or the
+   :class:`reader.LearnedRule` fit on other held-out training scenes.
 3b. ``gate`` (seed 0's reader, before any test scene): :func:`gate`, its full-detail accuracy
    on calibration scenes against the required :data:`GATE`.
 4. ``evaluate``: per seed and variant, test scenes (seed ``1000 + seed``, half small, half
@@ -63,11 +64,15 @@ from needle_v2.reader import (
     NONE,
     RULES,
     TUNE_SHARES,
+    LearnedRule,
     Reader,
+    Rule,
     Views,
     answer,
     chunks_rendered,
     contains,
+    fit_rule,
+    node_labels,
     node_views,
     read_nodes,
     train_reader,
@@ -227,27 +232,50 @@ def calibrate(reader: Reader, config: Config, folder: Path, device: str) -> dict
     return rows
 
 
+def _learned_rule(reader: Reader, config: Config) -> LearnedRule:
+    """:func:`reader.fit_rule` on held-out training scenes of their own (scene seed 11000,
+    ``config.calibration_scenes // 2`` per variant), not those the rules are compared on."""
+    probabilities: list[list[torch.Tensor]] = [[] for _ in range(3)]
+    labels: list[list[torch.Tensor]] = [[] for _ in range(3)]
+    for variant in VARIANTS:
+        batch = scenes("train", variant, 11_000, config.calibration_scenes // 2)
+        for d, (p, held) in enumerate(
+            zip(read_nodes(reader, batch.images), node_labels(batch), strict=True)
+        ):
+            probabilities[d].append(p)
+            labels[d].append(held)
+    return fit_rule([torch.cat(p) for p in probabilities], [torch.cat(h) for h in labels])
+
+
+def rule_of(record: dict[str, Any]) -> Rule:
+    """The rule a ``rule.json`` record chose (``"learned"``: its fitted weights)."""
+    return LearnedRule(tuple(record["learned"])) if record["rule"] == "learned" else record["rule"]
+
+
 @torch.no_grad()
 def choose_rule(reader: Reader, config: Config, folder: Path) -> dict[str, Any]:
     """Stage 2b (seed 0's reader, before any test scene is read): the combination rule of
-    :data:`reader.RULES` with the best mean accuracy of the uniform arm over all budgets, on
-    held-out *training* scenes (train split, scene seed 10000, half large digits, the test
-    contrast); returns ``{"rule", "accuracy": {rule: {budget: %}}}``."""
+    :data:`reader.RULES`, or the :class:`reader.LearnedRule` fit by :func:`_learned_rule`, with
+    the best mean accuracy of the uniform arm over all budgets, on held-out *training* scenes
+    (train split, scene seed 10000, half large digits, the test contrast); returns ``{"rule",
+    "accuracy": {rule: {budget: %}}, "learned": weights}`` (:func:`rule_of` reads it)."""
     path = folder / "rule.json"
     if path.exists():
         return _load(path)
+    learned = _learned_rule(reader, config)
+    rules: dict[str, Rule] = {**{r: r for r in RULES}, "learned": learned}
     uniform = next(arm for arm in ARMS if arm.name == "uniform")
-    accuracy: dict[str, dict[int, list[bool]]] = {r: {b: [] for b in BUDGETS} for r in RULES}
+    accuracy: dict[str, dict[int, list[bool]]] = {r: {b: [] for b in BUDGETS} for r in rules}
     for variant in VARIANTS:
         batch = scenes("train", variant, 10_000, config.calibration_scenes // 2)
         probabilities = read_nodes(reader, batch.images)
         for budget, visible in uniform.visible(batch, BUDGETS).items():
-            for rule in RULES:
+            for name, rule in rules.items():
                 right = answer(probabilities, visible, rule) == batch.labels
-                accuracy[rule][budget] += right.tolist()
+                accuracy[name][budget] += right.tolist()
     table = {r: {b: 100 * sum(v) / len(v) for b, v in per.items()} for r, per in accuracy.items()}
     best = max(table, key=lambda r: sum(table[r].values()))
-    record = {"rule": best, "accuracy": table}
+    record = {"rule": best, "accuracy": table, "learned": list(learned.weights)}
     path.write_text(json.dumps(record, indent=1))
     print(f"combination rule: {best} ({json.dumps(table)})", flush=True)
     return record
@@ -258,7 +286,7 @@ GATE = 90.0
 
 
 @torch.no_grad()
-def gate(reader: Reader, rule: str, config: Config, folder: Path) -> dict[str, Any]:
+def gate(reader: Reader, rule: Rule, config: Config, folder: Path) -> dict[str, Any]:
     """Stage 2c, the reader's gate: its full-detail accuracy (%, every node visible, ``rule``)
     per variant and digit size on calibration scenes (test split, scene seed 2000: test photos,
     never evaluated; test contrast, half large digits), before it reads any test scene."""
@@ -280,7 +308,7 @@ def gate(reader: Reader, rule: str, config: Config, folder: Path) -> dict[str, A
 
 
 def evaluate(
-    seed: int, variant: str, reader: Reader, rule: str, config: Config, folder: Path
+    seed: int, variant: str, reader: Reader, rule: Rule, config: Config, folder: Path
 ) -> dict[str, object]:
     """Stage 3 for one (seed, variant): per-scene outcomes of every arm at every budget."""
     path = folder / f"outcomes-{variant}-seed{seed}.pt"
@@ -351,9 +379,9 @@ def main(argv: list[str] | None = None) -> None:
             return
         first = reader_for(0, config, folder, args.device)
         rule = choose_rule(first, config, folder)
-        gate(first, rule["rule"], config, folder)
+        gate(first, rule_of(rule), config, folder)
         for variant in VARIANTS:
-            evaluate(args.seed, variant, reader, rule["rule"], config, folder)
+            evaluate(args.seed, variant, reader, rule_of(rule), config, folder)
         return
     readers = [reader_for(s, config, folder, args.device) for s in range(args.seeds)]
     if args.until == "reader":
@@ -363,11 +391,11 @@ def main(argv: list[str] | None = None) -> None:
         print(calibration_table(calibration))
         return
     rule = choose_rule(readers[0], config, folder)
-    passed = gate(readers[0], rule["rule"], config, folder)
+    passed = gate(readers[0], rule_of(rule), config, folder)
     if args.until == "gate":
         return
     runs = [
-        {"seed": s, "variant": v, **evaluate(s, v, readers[s], rule["rule"], config, folder)}
+        {"seed": s, "variant": v, **evaluate(s, v, readers[s], rule_of(rule), config, folder)}
         for s in range(args.seeds)
         for v in VARIANTS
     ]
