@@ -61,6 +61,7 @@ from needle_v2.arms import ARMS, BUDGETS
 from needle_v2.controls import hits
 from needle_v2.progressive import LADDER_ARMS, ladder_outcomes
 from needle_v2.reader import (
+    DEPTHS,
     NONE,
     RULES,
     TUNE_SHARES,
@@ -235,8 +236,8 @@ def calibrate(reader: Reader, config: Config, folder: Path, device: str) -> dict
 def _learned_rule(reader: Reader, config: Config) -> LearnedRule:
     """:func:`reader.fit_rule` on held-out training scenes of their own (scene seed 11000,
     ``config.calibration_scenes // 2`` per variant), not those the rules are compared on."""
-    probabilities: list[list[torch.Tensor]] = [[] for _ in range(3)]
-    labels: list[list[torch.Tensor]] = [[] for _ in range(3)]
+    probabilities: list[list[torch.Tensor]] = [[] for _ in range(DEPTHS)]
+    labels: list[list[torch.Tensor]] = [[] for _ in range(DEPTHS)]
     for variant in VARIANTS:
         batch = scenes("train", variant, 11_000, config.calibration_scenes // 2)
         for d, (p, held) in enumerate(
