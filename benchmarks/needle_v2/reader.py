@@ -19,6 +19,7 @@ not touch the digit, and fragments of a large digit, are labelled 10.
 
 from __future__ import annotations
 
+import itertools
 import os
 import time
 from collections import deque
@@ -349,7 +350,7 @@ def symmetries(views: Tensor) -> list[Tensor]:
         >>> len(copies), torch.equal(copies[0], x), torch.equal(copies[6], -x)
         (12, True, True)
     """
-    orders = [(0, 1, 2), (0, 2, 1), (1, 0, 2), (1, 2, 0), (2, 0, 1), (2, 1, 0)]
+    orders = list(itertools.permutations(range(3)))  # (0, 1, 2) first
     return [sign * views[:, list(order)] for sign in (1, -1) for order in orders]
 
 
@@ -428,6 +429,27 @@ and of no digit, the same of its parent (0 for the coarsest nodes, which have no
 parent is visible whenever it is) and the node's depth, one-hot."""
 
 
+def _feature_columns(probabilities: list[Tensor]) -> list[list[Tensor]]:
+    """Per depth, the :data:`FEATURES` in order, each broadcastable to that depth's
+    ``(B, n, n, 10)`` (the depth one-hot and the coarsest nodes' parent as 0-dim tensors)."""
+
+    def logs(p: Tensor) -> Tensor:
+        none = (1 - p.sum(-1, keepdim=True)).clamp_min(_FLOOR)
+        return torch.cat([p.clamp_min(_FLOOR), none], -1).log()
+
+    columns = []
+    for d, p in enumerate(probabilities):
+        own = logs(p)
+        if d == 0:
+            parent = [own.new_zeros(())] * 2
+        else:
+            up = logs(probabilities[d - 1]).repeat_interleave(2, 1).repeat_interleave(2, 2)
+            parent = [up[..., :NONE], up[..., NONE:]]
+        depth = [own.new_tensor(float(k == d)) for k in range(DEPTHS)]
+        columns.append([own[..., :NONE], own[..., NONE:], *parent, *depth])
+    return columns
+
+
 def node_features(probabilities: list[Tensor]) -> Tensor:
     """Per (node, digit) the :data:`FEATURES`: ``probabilities`` as :func:`read_nodes` gives
     them -> ``(B, nodes, 10, len(FEATURES))``, nodes stacked coarse to fine as in
@@ -439,24 +461,10 @@ def node_features(probabilities: list[Tensor]) -> Tensor:
         >>> tuple(f.shape), [round(x, 3) for x in f[0, 1, 0, :4].tolist()]
         ((1, 5, 10, 7), [-4.605, -0.105, -2.996, -0.693])
     """
-
-    def logs(p: Tensor) -> Tensor:
-        none = (1 - p.sum(-1, keepdim=True)).clamp_min(_FLOOR)
-        return torch.cat([p.clamp_min(_FLOOR), none], -1).log()
-
-    rows = []
-    for d, p in enumerate(probabilities):
-        own = logs(p)
-        if d == 0:
-            parent = torch.zeros_like(own)
-        else:
-            parent = logs(probabilities[d - 1]).repeat_interleave(2, 1).repeat_interleave(2, 2)
-        depth = own.new_zeros(DEPTHS)
-        depth[d] = 1
-        columns = [own[..., :NONE], own[..., NONE:], parent[..., :NONE], parent[..., NONE:]]
-        digits = [c.expand_as(own[..., :NONE]) for c in columns]
-        row = torch.stack([*digits, *depth.expand(*own.shape[:3], NONE, -1).unbind(-1)], -1)
-        rows.append(row.flatten(1, 2))
+    rows = [
+        torch.stack([c.expand(p.shape) for c in columns], -1).flatten(1, 2)
+        for p, columns in zip(probabilities, _feature_columns(probabilities), strict=True)
+    ]
     return torch.cat(rows, 1)
 
 
@@ -480,8 +488,12 @@ class LearnedRule:
 
     def evidence(self, probabilities: list[Tensor], visible: list[Tensor]) -> Tensor:
         """``(B, 10)``: per digit, its best score over the visible nodes."""
-        features = node_features(probabilities)
-        scores = features @ features.new_tensor(self.weights)
+        # the weighted sum column by column: no (B, nodes, 10, features) tensor per call
+        per_depth = [
+            sum((w * c for w, c in zip(self.weights, columns, strict=True)), p.new_zeros(p.shape))
+            for p, columns in zip(probabilities, _feature_columns(probabilities), strict=True)
+        ]
+        scores = torch.cat([s.flatten(1, 2) for s in per_depth], 1)
         seen = torch.cat([m.flatten(1, 2) for m in visible], 1).to(scores.device)
         return scores.masked_fill(~seen[..., None], -torch.inf).amax(1)
 
