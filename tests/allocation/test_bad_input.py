@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import torch
 
 from pyrtok import sync_checks
 from pyrtok.allocation import (
+    STRATEGIES,
     FrequencyAwareAllocator,
+    LaplacianScorer,
     MixedResolutionTokenizer,
     QuadtreeGeometry,
     allocate,
@@ -91,12 +95,67 @@ def test_image_smaller_than_max_patch(size: tuple[int, int]) -> None:
 
 
 @pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
-@pytest.mark.parametrize("strategy", ["greedy", "uniform"])
-def test_non_finite_images(bad: float, strategy: str) -> None:
+@pytest.mark.parametrize("strategy", ["greedy", "optimal", "proportional", "threshold", "uniform"])
+@pytest.mark.parametrize("budget", [4, 16, 7, [4, 7], [4, 16]])
+def test_non_finite_images(bad: float, strategy: str, budget: int | list[int]) -> None:
+    """Every strategy and budget: the scored ones (7), the single possible trees (4: coarsest,
+    16: full detail, which score nothing) and mixes of the two; uniform scores nothing."""
+    if strategy == "uniform" and budget not in (4, 16):
+        budget = 16
     x = torch.rand(2, 3, 64, 64)
     x[1, 0, 5, 7] = bad
     with pytest.raises(ValueError, match="images: contains NaN or Inf"):
-        allocate(x, 16, 16, 32, strategy=strategy)
+        allocate(x, budget, 16, 32, strategy=strategy)
+    with pytest.raises(ValueError, match="images: contains NaN or Inf"):
+        allocate(x, budget, 16, 32, strategy=strategy, scorer="blur")
+    pyramid = cell_pyramid(x, QuadtreeGeometry.create(64, 64, 16, 32))
+    with pytest.raises(ValueError, match="images: contains NaN or Inf"):
+        allocate(x, budget, 16, 32, strategy=strategy, pyramid=pyramid)
+
+
+@pytest.mark.parametrize(
+    ("strategy", "scorer", "budget", "passes"),
+    [
+        ("greedy", "laplacian", 7, 0),  # the scorer's energy pass checks the pixels
+        ("greedy", laplacian_scores, [7, 10], 0),
+        ("proportional", LaplacianScorer(log=True), 7, 0),
+        ("threshold", "laplacian", 7, 1),  # its cell weights check the pixels themselves
+        ("greedy", "laplacian", 16, 1),  # full detail: nothing is scored
+        ("uniform", "laplacian", 4, 1),
+        ("greedy", "blur", 7, 1),  # its own check, not allocate's too
+        ("greedy", lambda im, lo, hi: [torch.rand(2, 2, 2)], 7, 1),
+        (lambda request: STRATEGIES["greedy"](request), "laplacian", 7, 1),  # a custom strategy
+    ],
+)
+def test_allocate_reads_the_pixels_for_nan_in_no_extra_pass(
+    monkeypatch: pytest.MonkeyPatch, strategy: Any, scorer: Any, budget: Any, passes: int
+) -> None:
+    """allocate() leaves the NaN / Inf check to a built-in scorer that runs under a built-in
+    strategy (the laplacian scorer reads it off its energy pass: no ``aminmax`` pass at all),
+    and makes it itself (one ``aminmax`` pass) otherwise."""
+    calls: list[tuple[int, ...]] = []
+    aminmax = torch.aminmax
+
+    def counted(x: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
+        calls.append(tuple(x.shape))
+        return aminmax(x, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "aminmax", counted)
+    allocate(torch.rand(2, 3, 64, 64), budget, 16, 32, strategy=strategy, scorer=scorer)
+    assert calls == [(2, 3, 64, 64)] * passes
+
+
+def test_laplacian_scorer_names_non_finite_pixels_and_energy_overflow() -> None:
+    """Alone, the laplacian scorer finds NaN / Inf pixels through their band energy (no extra
+    pass over the input unless it is NaN / Inf) and names them; finite pixels too large to
+    square in float32 get the energy's message."""
+    x = torch.rand(2, 3, 64, 64)
+    x[1, 0, 5, 7] = float("nan")
+    with pytest.raises(ValueError, match="images: contains NaN or Inf"):
+        laplacian_scores(x, 16, 32)
+    huge = torch.rand(2, 3, 64, 64) * 1e30
+    with pytest.raises(ValueError, match="band energy is NaN or Inf"):
+        laplacian_scores(huge, 16, 32)
 
 
 @pytest.mark.parametrize("shared", [False, True])
@@ -106,10 +165,11 @@ def test_laplacian_scorer_reads_non_finite_pixels_off_the_energy(shared: bool) -
     x = torch.rand(2, 3, 64, 64)
     x[1, 0, 5, 7] = float("nan")
     pyramid = cell_pyramid(x, QuadtreeGeometry.create(64, 64, 16, 32)) if shared else None
-    with pytest.raises(ValueError, match="band energy is NaN or Inf"):
+    with pytest.raises(ValueError, match="NaN or Inf"):
         laplacian_scores(x, 16, 32, pyramid=pyramid)
     with sync_checks(False):
         assert laplacian_scores(x, 16, 32, pyramid=pyramid)[0][1].isnan().any()
+        allocate(x, 7, 16, 32)  # no check, no error
 
 
 def test_images_shape_dtype_and_type() -> None:

@@ -51,9 +51,9 @@ def test_groups_are_scored_as_one_batch_each(monkeypatch: pytest.MonkeyPatch) ->
     batches: list[int] = []
     real = allocator.geometry_for
 
-    def counting(images: torch.Tensor, min_patch: int, max_patch: int) -> object:
+    def counting(images: torch.Tensor, min_patch: int, max_patch: int, values: bool) -> object:
         batches.append(images.shape[0])
-        return real(images, min_patch, max_patch)
+        return real(images, min_patch, max_patch, values)
 
     monkeypatch.setattr(allocator, "geometry_for", counting)
     allocate(_images(), 22, 8, 32, budget_mode="at_most")

@@ -12,11 +12,12 @@ from pyrtok.allocation.allocation import Allocation, LeafOrder, allocation_from_
 from pyrtok.allocation.budgets import Budget, BudgetMode, check_budget_mode, splits_per_image
 from pyrtok.allocation.cell_pyramid import check_cell_pyramid
 from pyrtok.allocation.image_lists import allocate_list
-from pyrtok.allocation.quadtree import QuadtreeGeometry, geometry_for
-from pyrtok.allocation.scorers import Pyramid, Scorer, resolve_scorer
+from pyrtok.allocation.quadtree import QuadtreeGeometry, check_images, geometry_for
+from pyrtok.allocation.scorers import Pyramid, Scorer, checks_pixels, resolve_scorer
 from pyrtok.allocation.scorers import score_nodes as score_nodes
 from pyrtok.allocation.strategies import uniform_splits
 from pyrtok.allocation.strategy_registry import (
+    STRATEGIES,
     SplitRequest,
     Strategy,
     check_splits,
@@ -145,10 +146,20 @@ def allocate(
                 batch, share, *options, order=order, budget_mode=budget_mode
             ),
         )
-    geometry = geometry_for(images, min_patch, max_patch)
+    geometry = geometry_for(images, min_patch, max_patch, values=False)
     strategy_fn = resolve_strategy(strategy)
     order = check_order(order)
     score_fn = resolve_scorer(scorer)
+    # The built-in scorers check the pixels themselves (the laplacian ones in the energy pass
+    # they make over the images, not over a given pyramid): with a built-in strategy, which
+    # scores before it reads any pixel if at all, the pixels are checked here only when nothing
+    # scored them (one pass saved: 0.035-0.04 s of 0.31-0.34 s for 256 images of 512 x 512 on
+    # a 2-core CPU).
+    checked_by_scorer = (
+        checks_pixels(score_fn) and strategy_fn in STRATEGIES.values() and pyramid is None
+    )
+    if not checked_by_scorer:
+        check_images(images)
     batch, device = images.shape[0], images.device
     splits = splits_per_image(budget, geometry, batch, budget_mode)
     if pyramid is not None:
@@ -166,6 +177,8 @@ def allocate(
             part = _split(request.subset(rows, count), strategy_fn, name_of(strategy))
             for split, chosen in zip(maps, part, strict=True):
                 split[rows] = chosen
+    if checked_by_scorer and not request.scored:
+        check_images(images)
     return allocation_from_splits(maps, geometry, batch, device, order)
 
 

@@ -125,7 +125,7 @@ class LaplacianScorer:
         """
         # NaN / Inf pixels make their energy NaN / Inf, checked once at the end (a pass over
         # the input cost ~0.1 s on 256 images of 512 x 512 on a 2-core CPU; one check per
-        # chunk would sync with a GPU per chunk)
+        # chunk would sync with a GPU per chunk); only then are the pixels themselves read
         geometry = geometry_for(images, min_patch, max_patch, values=False)
         if geometry.depth == 0:
             check_images(images)
@@ -153,7 +153,11 @@ class LaplacianScorer:
                 return scored(band_energy(bands, geometry.min_patch, check_finite=False))
 
             scores = on_cell_pyramid(shared, images, geometry, pyramid, geometry.depth + 1)
-        check_finite_energy(torch.stack(largest))
+        try:
+            check_finite_energy(torch.stack(largest))
+        except ValueError:
+            check_images(images)  # names the pixels when they are the cause, not an overflow
+            raise
         return scores
 
     def _scores(self, energy: Tensor, geometry: QuadtreeGeometry) -> list[Tensor]:

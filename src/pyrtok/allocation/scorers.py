@@ -226,6 +226,21 @@ SCORERS: dict[str, Scorer] = {
 }
 
 
+def checks_pixels(scorer: Scorer) -> bool:
+    """Whether ``scorer`` raises ``"images: contains NaN or Inf values"`` by itself, before its
+    scores could depend on such pixels: the built-in scorers (the laplacian ones read them off
+    the energy pass they make anyway, without a pass of their own).
+    :func:`~pyrtok.allocation.allocate` then leaves the check to the scorer when it runs.
+
+    Examples:
+        >>> checks_pixels(laplacian_scores), checks_pixels(LaplacianScorer(log=True))
+        (True, True)
+        >>> checks_pixels(lambda images, min_patch, max_patch: [])
+        False
+    """
+    return isinstance(scorer, LaplacianScorer) or any(scorer is s for s in SCORERS.values())
+
+
 def resolve_scorer(scorer: str | Scorer) -> Scorer:
     """A scorer by name (``"laplacian"``, ``"entropy"``, ``"blur"``) or a callable as is."""
     if isinstance(scorer, str):

@@ -79,6 +79,11 @@ class SplitRequest:
         return score_nodes(resolve_scorer(self.scorer), self.images, self.geometry, self.pyramid)
 
     @property
+    def scored(self) -> bool:
+        """Whether :attr:`scores` has been computed (by this request or one of its subsets)."""
+        return "scores" in vars(self)
+
+    @property
     def budget(self) -> int:
         """Leaves per image: ``geometry.min_budget + 3 * splits``."""
         return self.geometry.min_budget + 3 * self.splits
